@@ -1,0 +1,100 @@
+//! Responses Seawall writes itself: 404 (no route), 502/504 (upstream failed), 503 (at a cap).
+//!
+//! Pingora sends these without running `response_filter`, so everything a response must carry
+//! (the request id today; CSP and rate-limit headers as those land) is added here, in one place.
+
+use bytes::Bytes;
+use http::StatusCode;
+use pingora::http::ResponseHeader;
+
+/// Why Seawall answered instead of the upstream. Each reason has its short, fixed body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    NoRoute,
+    RouteBusy,
+    UpstreamBusy,
+    NoHealthyServer,
+    UpstreamUnreachable,
+    UpstreamFailed,
+    UpstreamTimeout,
+    BadRequest,
+    Internal,
+}
+
+impl Reason {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Reason::NoRoute => StatusCode::NOT_FOUND,
+            Reason::RouteBusy | Reason::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::NoHealthyServer | Reason::UpstreamUnreachable | Reason::UpstreamFailed => {
+                StatusCode::BAD_GATEWAY
+            }
+            Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Reason::BadRequest => StatusCode::BAD_REQUEST,
+            Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Reason::NoRoute => "no route matches this request",
+            Reason::RouteBusy => "too many requests in flight for this route, retry shortly",
+            Reason::UpstreamBusy => "too many requests in flight to the upstream, retry shortly",
+            Reason::NoHealthyServer => "no healthy server in the upstream pool",
+            Reason::UpstreamUnreachable => "the upstream server could not be reached",
+            Reason::UpstreamFailed => "the upstream server failed to answer",
+            Reason::UpstreamTimeout => "the upstream server did not answer in time",
+            Reason::BadRequest => "the request could not be read",
+            Reason::Internal => "internal error",
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for the answers that invite a retry.
+    fn retry_after(self) -> Option<&'static str> {
+        match self {
+            Reason::RouteBusy | Reason::UpstreamBusy => Some("1"),
+            _ => None,
+        }
+    }
+}
+
+/// Header and body of an answer. The body names the status, the reason and the request id, so a
+/// user who pastes it into a ticket gives the SRE what they need to find the log line.
+pub fn build(reason: Reason, request_id: &str) -> (ResponseHeader, Bytes) {
+    let status = reason.status();
+    let body = format!(
+        "{} {}: {}\nrequest id: {request_id}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        reason.text()
+    );
+    let mut h = ResponseHeader::build(status, Some(6)).expect("a valid status builds a header");
+    // These names and values are static or already validated: inserting cannot fail.
+    let _ = h.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    let _ = h.insert_header(http::header::CONTENT_LENGTH, body.len());
+    let _ = h.insert_header(http::header::CACHE_CONTROL, "no-store");
+    let _ = h.insert_header("x-request-id", request_id);
+    if let Some(s) = reason.retry_after() {
+        let _ = h.insert_header(http::header::RETRY_AFTER, s);
+    }
+    (h, Bytes::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_carry_status_reason_and_request_id() {
+        let (h, body) = build(Reason::UpstreamTimeout, "abc123");
+        assert_eq!(h.status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(h.headers["x-request-id"], "abc123");
+        assert_eq!(h.headers["content-length"], body.len().to_string().as_str());
+        assert_eq!(
+            body,
+            "504 Gateway Timeout: the upstream server did not answer in time\nrequest id: abc123\n"
+        );
+        let (h, _) = build(Reason::RouteBusy, "x");
+        assert_eq!(h.headers["retry-after"], "1");
+    }
+}

@@ -1,0 +1,130 @@
+//! The client's address, believed from `X-Forwarded-For` only when the TCP peer is a trusted proxy.
+//!
+//! nginx `realip` with `real_ip_recursive on`: join every `X-Forwarded-For` line in order, walk
+//! the list from the right, skip addresses of trusted proxies, and take the first untrusted one.
+//! A client that is not a trusted proxy cannot choose its own rate-limit key by sending the header.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+}
+
+impl TrustedProxies {
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        Self { nets }
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.nets.iter().any(|n| n.contains(&ip))
+    }
+
+    /// `xff` yields the raw `X-Forwarded-For` header values in the order received.
+    ///
+    /// When every hop in the header is trusted, the leftmost one is the client. An unparsable
+    /// element stops the walk there and the last trusted hop before it is used: a proxy we trust
+    /// wrote everything to its right, nothing to its left can be believed.
+    pub fn resolve<'a>(&self, peer: IpAddr, xff: impl Iterator<Item = &'a [u8]>) -> IpAddr {
+        let peer = canonical(peer);
+        if !self.contains(peer) {
+            return peer;
+        }
+        let joined: Vec<&[u8]> = xff.flat_map(|v| v.split(|&b| b == b',')).collect();
+        let mut client = peer;
+        for raw in joined.iter().rev() {
+            let Some(ip) = parse_hop(raw) else {
+                return client;
+            };
+            client = ip;
+            if !self.contains(ip) {
+                return ip;
+            }
+        }
+        client
+    }
+}
+
+/// IPv4-mapped IPv6 (`::ffff:1.2.3.4`) counts as the IPv4 address it carries.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// One element of `X-Forwarded-For`: an address, optionally `"[v6]:port"` or `v4:port`.
+fn parse_hop(raw: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(raw).ok()?.trim();
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok().map(canonical);
+    }
+    let (host, port) = s.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(nets: &[&str]) -> TrustedProxies {
+        TrustedProxies::new(nets.iter().map(|n| n.parse().unwrap()).collect())
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn untrusted_peer_cannot_choose_its_address() {
+        let t = tp(&["10.0.0.0/8"]);
+        let got = t.resolve(ip("203.0.113.9"), [b"1.2.3.4".as_slice()].into_iter());
+        assert_eq!(got, ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn walks_from_the_right_skipping_trusted_hops() {
+        let t = tp(&["10.0.0.0/8"]);
+        let xff = [b"6.6.6.6, 198.51.100.7".as_slice(), b"10.1.1.1".as_slice()];
+        assert_eq!(
+            t.resolve(ip("10.0.0.1"), xff.into_iter()),
+            ip("198.51.100.7")
+        );
+    }
+
+    #[test]
+    fn all_trusted_takes_the_leftmost_and_garbage_stops_the_walk() {
+        let t = tp(&["10.0.0.0/8"]);
+        let xff = [b"10.0.0.5, 10.0.0.6".as_slice()];
+        assert_eq!(t.resolve(ip("10.0.0.1"), xff.into_iter()), ip("10.0.0.5"));
+        let xff = [b"1.1.1.1, nonsense, 10.0.0.6".as_slice()];
+        assert_eq!(t.resolve(ip("10.0.0.1"), xff.into_iter()), ip("10.0.0.6"));
+        assert_eq!(
+            t.resolve(ip("10.0.0.1"), std::iter::empty()),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn ports_and_mapped_addresses() {
+        let t = tp(&["127.0.0.1/32"]);
+        assert_eq!(
+            t.resolve(
+                ip("::ffff:127.0.0.1"),
+                [b"[2001:db8::1]:443".as_slice()].into_iter()
+            ),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            t.resolve(ip("127.0.0.1"), [b"192.0.2.1:5555".as_slice()].into_iter()),
+            ip("192.0.2.1")
+        );
+    }
+}

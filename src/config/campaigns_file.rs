@@ -1,0 +1,295 @@
+//! `campaigns.toml`: where tags are read, the ingestion upstream, the unregistered-tag policy and
+//! the launch tickets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::main_file::{Head, compile_limit};
+use super::schema::{
+    CampaignsHead, LaunchAction, LaunchFile, UnregisteredAction, UnregisteredFile,
+};
+use super::{Reporter, check_name, de, list_names, table_value, values};
+use crate::campaign::{Campaigns, Launch, Unregistered};
+
+pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Option<Campaigns> {
+    let mut head_table = DeTable::new();
+    let mut unregistered_v = None;
+    let mut launch_v = None;
+    for (key, value) in doc {
+        match key.get_ref().as_ref() {
+            "unregistered" => unregistered_v = Some(value),
+            "launch" => launch_v = Some(value),
+            _ => {
+                head_table.insert(key, value);
+            }
+        }
+    }
+    let mut ok = true;
+    let head: CampaignsHead = match de(table_value(0..0, head_table), rep) {
+        Some(h) => h,
+        None => {
+            ok = false;
+            CampaignsHead {
+                tag_sources: Vec::new(),
+                ingest_upstream: None,
+            }
+        }
+    };
+    let mut tag_sources = Vec::new();
+    for s in &head.tag_sources {
+        match values::named_source(s.get_ref()) {
+            Ok(src) if tag_sources.contains(&src) => rep.warn(s.span(), "tag source listed twice"),
+            Ok(src) => tag_sources.push(src),
+            Err(e) => {
+                rep.error(
+                    s.span(),
+                    format!("{e}; a tag source is query:NAME, cookie:NAME or header:NAME"),
+                );
+                ok = false;
+            }
+        }
+    }
+    let ingest = match &head.ingest_upstream {
+        Some(u) => match main.upstreams.get(u.get_ref().as_str()) {
+            Some(up) => Some(up.clone()),
+            None => {
+                if !main.declared_upstreams.contains(u.get_ref()) {
+                    rep.error(
+                        u.span(),
+                        format!(
+                            "unknown upstream {:?} in seawall.toml (defined: {})",
+                            u.get_ref(),
+                            list_names(main.declared_upstreams.iter().map(String::as_str))
+                        ),
+                    );
+                }
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+
+    let unregistered = match unregistered_v {
+        Some(v) => {
+            let span = v.span();
+            match de::<UnregisteredFile>(v, rep) {
+                Some(u) => {
+                    let action = u.action.unwrap_or(UnregisteredAction::Pass);
+                    if action == UnregisteredAction::Divert && head.ingest_upstream.is_none() {
+                        rep.error(
+                            span,
+                            "[unregistered] action = \"divert\" needs `ingest_upstream`",
+                        );
+                        ok = false;
+                    }
+                    let limit = match &u.limit {
+                        Some(l) => {
+                            let spec =
+                                compile_limit(l.get_ref(), l.span(), Some("unregistered"), rep);
+                            ok &= spec.is_some();
+                            spec
+                        }
+                        None => None,
+                    };
+                    Unregistered { action, limit }
+                }
+                None => {
+                    ok = false;
+                    Unregistered {
+                        action: UnregisteredAction::Pass,
+                        limit: None,
+                    }
+                }
+            }
+        }
+        None => Unregistered {
+            action: UnregisteredAction::Pass,
+            limit: None,
+        },
+    };
+
+    let mut launches = Vec::new();
+    if let Some(v) = launch_v {
+        let span = v.span();
+        match v.into_inner() {
+            DeValue::Array(items) => {
+                let mut names: BTreeMap<String, usize> = BTreeMap::new();
+                let mut tag_owner: BTreeMap<String, String> = BTreeMap::new();
+                for item in items {
+                    let ispan = item.span();
+                    let Some(lf) = de::<LaunchFile>(item, rep) else {
+                        ok = false;
+                        continue;
+                    };
+                    match launch(
+                        lf,
+                        ispan,
+                        &mut names,
+                        &mut tag_owner,
+                        head.ingest_upstream.is_some(),
+                        rep,
+                    ) {
+                        Some(l) => launches.push(l),
+                        None => ok = false,
+                    }
+                }
+            }
+            _ => {
+                rep.error(span, "`launch` must be an array of [[launch]] tables");
+                ok = false;
+            }
+        }
+    }
+    if tag_sources.is_empty() && !launches.is_empty() {
+        rep.error(
+            0..0,
+            "tag_sources is empty: no request can carry a campaign tag",
+        );
+        ok = false;
+    }
+    ok.then_some(Campaigns {
+        tag_sources,
+        ingest,
+        unregistered,
+        launches,
+    })
+}
+
+fn to_timestamp(
+    d: &Spanned<toml::value::Datetime>,
+    field: &str,
+    rep: &mut Reporter,
+) -> Option<jiff::Timestamp> {
+    let dt = d.get_ref();
+    if dt.date.is_none() || dt.time.is_none() || dt.offset.is_none() {
+        rep.error(
+            d.span(),
+            format!(
+                "{field} must be a full date-time with a UTC offset, e.g. 2026-06-01T09:00:00Z"
+            ),
+        );
+        return None;
+    }
+    match dt.to_string().parse::<jiff::Timestamp>() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            rep.error(d.span(), format!("invalid {field}: {e}"));
+            None
+        }
+    }
+}
+
+fn launch(
+    lf: LaunchFile,
+    span: std::ops::Range<usize>,
+    names: &mut BTreeMap<String, usize>,
+    tag_owner: &mut BTreeMap<String, String>,
+    has_ingest: bool,
+    rep: &mut Reporter,
+) -> Option<Launch> {
+    let mut ok = true;
+    let name = check_name("launch", &lf.name, rep);
+    if let Some(first) = names.get(lf.name.get_ref()) {
+        let (line, col) = rep.file.locate(*first);
+        rep.error(
+            lf.name.span(),
+            format!(
+                "duplicate launch name {:?} (first at {line}:{col})",
+                lf.name.get_ref()
+            ),
+        );
+        ok = false;
+    } else {
+        names.insert(lf.name.get_ref().clone(), lf.name.span().start);
+    }
+    let mut tags = Vec::new();
+    if lf.tags.get_ref().is_empty() {
+        rep.error(lf.tags.span(), "a launch needs at least one tag");
+        ok = false;
+    }
+    for t in lf.tags.get_ref() {
+        let v = t.get_ref().trim();
+        if v.is_empty() || v.len() > 128 || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            rep.error(t.span(), format!("invalid campaign tag {:?}", t.get_ref()));
+            ok = false;
+            continue;
+        }
+        let lower = v.to_lowercase();
+        let owner = lf.name.get_ref().clone();
+        if let Some(prev) = tag_owner.insert(lower.clone(), owner.clone())
+            && prev != owner
+        {
+            rep.error(
+                t.span(),
+                format!("tag {v:?} already belongs to launch {prev:?}"),
+            );
+            ok = false;
+        }
+        if !tags.contains(&lower) {
+            tags.push(lower);
+        }
+    }
+    let starts = lf.starts.as_ref().map(|d| to_timestamp(d, "starts", rep));
+    let ends = lf.ends.as_ref().map(|d| to_timestamp(d, "ends", rep));
+    if let (Some(Some(s)), Some(Some(e)), Some(ed)) = (starts, ends, &lf.ends)
+        && e <= s
+    {
+        rep.error(ed.span(), "`ends` must be after `starts`");
+        ok = false;
+    }
+    ok &= !matches!(starts, Some(None)) && !matches!(ends, Some(None));
+    if let Some(r) = &lf.expected_peak_rps
+        && !(*r.get_ref() > 0.0 && r.get_ref().is_finite())
+    {
+        rep.error(r.span(), "expected_peak_rps must be a positive number");
+        ok = false;
+    }
+    let mut targets = BTreeSet::new();
+    for t in &lf.targets {
+        if !t.get_ref().starts_with('/') {
+            rep.error(
+                t.span(),
+                format!("target {:?} must be a path starting with '/'", t.get_ref()),
+            );
+            ok = false;
+        } else {
+            targets.insert(t.get_ref().clone());
+        }
+    }
+    let action = lf.action.unwrap_or(LaunchAction::Divert);
+    if action == LaunchAction::Divert && !has_ingest {
+        rep.error(
+            span.start..span.start,
+            "launch action \"divert\" needs `ingest_upstream`",
+        );
+        ok = false;
+    }
+    let limit = match &lf.limit {
+        Some(l) => {
+            let default_name = format!("campaign-{}", lf.name.get_ref());
+            let spec = compile_limit(l.get_ref(), l.span(), Some(&default_name), rep);
+            ok &= spec.is_some();
+            spec
+        }
+        None => None,
+    };
+    let name = name?;
+    ok.then(|| Launch {
+        name: Arc::clone(&name),
+        tags,
+        owner: lf.owner,
+        ticket: lf.ticket,
+        starts: starts.flatten(),
+        ends: ends.flatten(),
+        expected_volume: lf.expected_volume,
+        expected_peak_rps: lf.expected_peak_rps.map(|r| r.into_inner()),
+        targets: targets.into_iter().collect(),
+        new_fields: lf.new_fields,
+        action,
+        limit,
+    })
+}

@@ -1,0 +1,384 @@
+//! Config loading: read the three files, check them, compile them into one [`Snapshot`].
+//!
+//! Three stages, each reporting every problem it finds before the next runs:
+//! 1. parse: TOML syntax, with recovery, so several syntax errors show at once;
+//! 2. schema: each section and each array entry is deserialized on its own ([`schema`], with
+//!    `deny_unknown_fields`), so a bad route does not hide a bad upstream;
+//! 3. meaning: names that must exist, rates, durations, networks, regexes, CSP sources, then
+//!    compilation into the ready-to-use model.
+//!
+//! Nothing here panics on user input; the result is a snapshot or the full list of problems.
+
+mod campaigns_file;
+mod csp_file;
+pub mod diag;
+mod main_file;
+pub mod schema;
+pub mod values;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+pub use diag::{Diagnostic, Diagnostics, Reporter, Severity, SourceFile};
+
+use crate::snapshot::{FileDigest, Snapshot};
+
+/// A successful load: the snapshot plus its warnings.
+#[derive(Debug)]
+pub struct Loaded {
+    pub snapshot: Snapshot,
+    pub diagnostics: Diagnostics,
+}
+
+/// Load, validate and compile `seawall.toml` and the two files it names.
+pub fn load(main_path: &Path) -> Result<Loaded, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let mut digests = Vec::new();
+    let Some(main) = read_file(main_path, &mut diags, &mut digests) else {
+        return Err(diags);
+    };
+    let base_dir = main_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let main_doc = parse_doc(&main, &mut diags);
+    let head = main_file::compile_head(
+        main_doc,
+        &base_dir,
+        &mut Reporter {
+            file: &main,
+            diags: &mut diags,
+        },
+    );
+
+    let csp = match &head.csp_file {
+        Some(p) => {
+            let file = read_named(&main, p, &base_dir, &mut diags, &mut digests);
+            file.map(|f| {
+                let doc = parse_doc(&f, &mut diags);
+                csp_file::compile(
+                    doc,
+                    &mut Reporter {
+                        file: &f,
+                        diags: &mut diags,
+                    },
+                )
+            })
+        }
+        None => Some(Default::default()),
+    };
+    let campaigns = match &head.campaigns_file {
+        Some(p) => {
+            let file = read_named(&main, p, &base_dir, &mut diags, &mut digests);
+            file.map(|f| {
+                let doc = parse_doc(&f, &mut diags);
+                campaigns_file::compile(
+                    doc,
+                    &head,
+                    &mut Reporter {
+                        file: &f,
+                        diags: &mut diags,
+                    },
+                )
+            })
+        }
+        None => Some(Some(Default::default())),
+    };
+    let campaigns = campaigns.flatten();
+    let csp = csp.unwrap_or_default();
+    let routes = main_file::compile_routes(
+        &head,
+        &csp,
+        &mut Reporter {
+            file: &main,
+            diags: &mut diags,
+        },
+    );
+    diags.sort(&digests.iter().map(|d| d.path.as_str()).collect::<Vec<_>>());
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    let (Some(process), Some(campaigns)) = (head.process, campaigns) else {
+        return Err(diags);
+    };
+    let warnings = diags.warnings().cloned().collect();
+    Ok(Loaded {
+        snapshot: Snapshot {
+            process,
+            routes,
+            upstreams: head.upstreams,
+            trusted: head.trusted,
+            csp,
+            campaigns,
+            access_log: head.access_log,
+            admin_token: head.admin_token,
+            files: digests,
+            warnings,
+        },
+        diagnostics: diags,
+    })
+}
+
+fn read_file(
+    path: &Path,
+    diags: &mut Diagnostics,
+    digests: &mut Vec<FileDigest>,
+) -> Option<SourceFile> {
+    let name = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            digests.push(FileDigest {
+                path: name.clone(),
+                sha256: hex::encode(Sha256::digest(&bytes)),
+            });
+            match String::from_utf8(bytes) {
+                Ok(text) => Some(SourceFile::new(name, text)),
+                Err(e) => {
+                    let at = e.utf8_error().valid_up_to();
+                    let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                    let f = SourceFile::new(name, text);
+                    diags.push(
+                        &f,
+                        at..at,
+                        Severity::Error,
+                        "file is not valid UTF-8".into(),
+                    );
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            diags.push_file(&name, Severity::Error, format!("cannot read file: {e}"));
+            None
+        }
+    }
+}
+
+/// Read a file named by a key of the main file; a failure is reported at that key.
+fn read_named(
+    main: &SourceFile,
+    rel: &Spanned<String>,
+    base_dir: &Path,
+    diags: &mut Diagnostics,
+    digests: &mut Vec<FileDigest>,
+) -> Option<SourceFile> {
+    let path = resolve(base_dir, rel.get_ref());
+    if let Err(e) = std::fs::metadata(&path) {
+        diags.push(
+            main,
+            rel.span(),
+            Severity::Error,
+            format!("cannot read {}: {e}", path.display()),
+        );
+        return None;
+    }
+    read_file(&path, diags, digests)
+}
+
+/// Paths in the main file are relative to its directory.
+pub fn resolve(base_dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base_dir.join(p)
+    }
+}
+
+/// Parse with recovery: every syntax error is reported; whatever parsed is still checked.
+fn parse_doc<'a>(file: &'a SourceFile, diags: &mut Diagnostics) -> DeTable<'a> {
+    let (doc, errors) = DeTable::parse_recoverable(&file.text);
+    for e in errors {
+        let span = e.span().unwrap_or(0..0);
+        diags.push(file, span, Severity::Error, tidy(e.message()));
+    }
+    doc.into_inner()
+}
+
+/// Deserialize one value into a schema type, reporting every schema problem in it.
+///
+/// serde stops at the first error, so for a table this strips unknown keys first (each reported
+/// with the list of known ones), then on a type error reports it, removes the offending key and
+/// tries again. A value that still deserializes is returned even though errors were reported:
+/// the load fails anyway, and checking the rest finds the remaining problems in the same run.
+fn de<T: DeserializeOwned>(value: Spanned<DeValue<'_>>, rep: &mut Reporter) -> Option<T> {
+    let span = value.span();
+    let (mut table, fields) = match (value.into_inner(), struct_fields::<T>()) {
+        (DeValue::Table(t), Some(fields)) => (t, fields),
+        (other, _) => return de_once(Spanned::new(span, other), rep),
+    };
+    let unknown: Vec<_> = table
+        .keys()
+        .filter(|k| !fields.contains(&k.get_ref().as_ref()))
+        .cloned()
+        .collect();
+    for k in unknown {
+        rep.error(
+            k.span(),
+            format!(
+                "unknown field `{}`, expected one of {}",
+                k.get_ref(),
+                fields
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        table.remove(k.get_ref().as_ref());
+    }
+    let mut removed: Vec<String> = Vec::new();
+    for _ in 0..=fields.len() {
+        let attempt = Spanned::new(span.clone(), DeValue::Table(table.clone()));
+        let err = match T::deserialize(ValueDeserializer::from(attempt)) {
+            Ok(v) => return Some(v),
+            Err(e) => e,
+        };
+        let msg = tidy(err.message());
+        if removed
+            .iter()
+            .any(|k| msg == format!("missing field `{k}`"))
+        {
+            return None;
+        }
+        let at = err.span().unwrap_or(span.clone());
+        rep.error(at.clone(), msg);
+        let culprit = table
+            .iter()
+            .find(|(k, v)| {
+                let (ks, vs) = (k.span(), v.span());
+                (ks.start <= at.start && at.start < ks.end.max(ks.start + 1))
+                    || (vs.start <= at.start && at.start < vs.end.max(vs.start + 1))
+            })
+            .map(|(k, _)| k.get_ref().to_string());
+        match culprit {
+            Some(k) => {
+                table.remove(k.as_str());
+                removed.push(k);
+            }
+            None => return None,
+        }
+    }
+    None
+}
+
+fn de_once<T: DeserializeOwned>(value: Spanned<DeValue<'_>>, rep: &mut Reporter) -> Option<T> {
+    let span = value.span();
+    match T::deserialize(ValueDeserializer::from(value)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            rep.error(e.span().unwrap_or(span), tidy(e.message()));
+            None
+        }
+    }
+}
+
+/// The field names of a `#[derive(Deserialize)]` struct, or `None` for other types. serde hands
+/// them to `deserialize_struct`; a deserializer that only records them is enough to learn them.
+fn struct_fields<T: DeserializeOwned>() -> Option<&'static [&'static str]> {
+    use serde::de::{Deserializer, Error as _, Visitor};
+
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field probe")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+    struct Probe<'a>(&'a mut Option<&'static [&'static str]>);
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop::custom(""))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            *self.0 = Some(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut fields = None;
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
+/// A table value from a table, for [`de`].
+fn table_value<'a>(span: std::ops::Range<usize>, t: DeTable<'a>) -> Spanned<DeValue<'a>> {
+    Spanned::new(span, DeValue::Table(t))
+}
+
+/// One line per message, without serde's trailing newline.
+fn tidy(msg: &str) -> String {
+    msg.trim().replace('\n', " ")
+}
+
+/// Names of routes, upstreams, limits, policies, tags and launches become metric labels and log
+/// fields: keep them to a safe alphabet.
+fn check_name(kind: &str, name: &Spanned<String>, rep: &mut Reporter) -> Option<Arc<str>> {
+    let n = name.get_ref();
+    let ok = n.len() <= 64
+        && n.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Some(Arc::from(n.as_str()))
+    } else {
+        rep.error(
+            name.span(),
+            format!(
+                "invalid {kind} name {n:?}: use letters, digits, '_', '.', '-' \
+                 (starting with a letter or digit, at most 64)"
+            ),
+        );
+        None
+    }
+}
+
+/// `i64` from TOML into a bounded integer, with a message naming the field.
+fn int_in<T: TryFrom<i64>>(
+    v: &Spanned<i64>,
+    field: &str,
+    min: i64,
+    max: i64,
+    rep: &mut Reporter,
+) -> Option<T> {
+    let x = *v.get_ref();
+    if x < min || x > max {
+        rep.error(
+            v.span(),
+            format!("{field} must be between {min} and {max}, not {x}"),
+        );
+        return None;
+    }
+    T::try_from(x).ok()
+}
+
+/// "a, b, c" for error messages that list what is defined.
+fn list_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let v: Vec<&str> = names.collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}

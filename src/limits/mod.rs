@@ -1,0 +1,33 @@
+//! Rate limits and concurrency caps.
+//!
+//! This module holds the compiled limit ([`LimitSpec`]) that config loading produces. The
+//! per-key limiter with nginx `limit_req` semantics builds on it (see the rate-limit issue);
+//! until then limits are parsed and validated but not enforced, and the README says so.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use http::StatusCode;
+use ipnet::IpNet;
+
+use crate::config::values::{KeySource, Rate};
+
+/// Default `max_keys`: at 64 bytes a key this is under 7 MB per limit.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
+/// One `[[routes.limits]]` (or a campaign's `limit`), checked and ready to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSpec {
+    pub name: Arc<str>,
+    pub key: KeySource,
+    pub rate: Rate,
+    pub burst: u32,
+    /// `true`: excess within the burst passes at once. `false` (nginx's default): it is delayed.
+    pub nodelay: bool,
+    /// nginx's `delay=N`: the first N excess requests pass at once, later ones wait.
+    pub delay: u32,
+    pub dry_run: bool,
+    pub status: StatusCode,
+    pub max_keys: NonZeroUsize,
+    pub exempt: Vec<IpNet>,
+}

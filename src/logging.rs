@@ -1,0 +1,20 @@
+//! Diagnostics logging with `tracing` on stderr. Pingora's `log` records are bridged in by
+//! tracing-subscriber's `tracing-log` feature, so one filter (`SEAWALL_LOG`) governs both.
+
+use tracing_subscriber::EnvFilter;
+
+/// Default filter: our own info lines, Pingora's warnings and errors only (its info lines
+/// narrate every service start).
+pub const DEFAULT_FILTER: &str =
+    "info,pingora_core=warn,pingora_proxy=warn,pingora_load_balancing=warn";
+
+/// Install the subscriber once; later calls (several servers in one test process) are no-ops.
+pub fn init() {
+    let filter =
+        EnvFilter::try_from_env("SEAWALL_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,125 @@
+//! The `seawall` command: `run` (default), `check`, `demo`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use seawall::config;
+use seawall::server::{self, RunOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "seawall",
+    version,
+    about = "Edge reverse proxy: nginx-exact rate limits, CSP from approved tags, campaign diversion",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the proxy (the default when no subcommand is given).
+    Run(RunArgs),
+    /// Validate all three config files; print every problem as FILE:LINE:COL; exit 1 on errors.
+    Check(ConfigArg),
+    /// Run the proxy with a built-in demo origin, tag hosts and ingestion sink.
+    Demo(seawall::demo::DemoArgs),
+}
+
+#[derive(Args, Clone)]
+struct ConfigArg {
+    /// The main config file; it names csp.toml and campaigns.toml.
+    #[arg(
+        long,
+        short,
+        env = "SEAWALL_CONFIG",
+        default_value = "conf/seawall.toml"
+    )]
+    config: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Detach and run in the background (Pingora daemon mode; writes the pid file).
+    #[arg(long)]
+    daemon: bool,
+    /// Take the listening sockets over from a running Seawall, then send it SIGQUIT.
+    #[arg(long)]
+    upgrade: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    seawall::logging::init();
+    match cli.cmd {
+        Some(Cmd::Check(a)) => check(&a.config),
+        Some(Cmd::Demo(a)) => seawall::demo::run(a),
+        Some(Cmd::Run(a)) => run(&a),
+        None => run(&cli.run),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(loaded) => {
+            for d in &loaded.diagnostics.items {
+                eprintln!("{d}");
+            }
+            let s = &loaded.snapshot;
+            println!(
+                "{}: OK: {} routes, {} upstreams, {} CSP policies, {} launches, {} warnings",
+                path.display(),
+                s.routes.len(),
+                s.upstreams.len(),
+                s.csp.policies.len(),
+                s.campaigns.launches.len(),
+                loaded.diagnostics.warnings().count()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(diags) => {
+            for d in &diags.items {
+                eprintln!("{d}");
+            }
+            eprintln!(
+                "{}: {} errors, {} warnings",
+                path.display(),
+                diags.errors().count(),
+                diags.warnings().count()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(a: &RunArgs) -> ExitCode {
+    let state = match server::load_state(&a.config.config) {
+        Ok(s) => s,
+        Err(diags) => {
+            for d in &diags.items {
+                eprintln!("{d}");
+            }
+            eprintln!("seawall: not started: fix the errors above (`seawall check` lists them)");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !a.upgrade
+        && let Err(e) = server::preflight_bind(&state)
+    {
+        eprintln!("seawall: not started: {e}");
+        return ExitCode::FAILURE;
+    }
+    let opts = RunOptions {
+        daemon: a.daemon,
+        upgrade: a.upgrade,
+    };
+    server::build(state, &opts).run_forever()
+}

@@ -1,0 +1,141 @@
+//! Every metric family, registered once per Seawall instance in its own registry.
+//!
+//! One registry per instance (not the global default) so that several instances in one test
+//! process do not mix their counts. Names and labels are part of the public contract (CONFIG.md).
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// Route label for requests no route matched (route names start with a letter or digit).
+pub const NO_ROUTE: &str = "-";
+
+/// Buckets from 1 ms to 30 s: an edge proxy's own answers take well under a millisecond, slow
+/// upstreams take seconds.
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_requests: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub config_generation: IntGauge,
+    pub last_reload_success: Gauge,
+}
+
+/// How a request to an upstream ended, the `outcome` label of `seawall_upstream_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamOutcome {
+    /// The upstream answered (any status).
+    Response,
+    ConnectError,
+    Timeout,
+    /// The connection failed after it was made (reset, closed early, bad response).
+    Error,
+    /// Not sent: the upstream was at its `max_inflight`.
+    Overloaded,
+    /// Not sent: every server of the pool failed its health check.
+    NoHealthyServer,
+}
+
+impl UpstreamOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            UpstreamOutcome::Response => "response",
+            UpstreamOutcome::ConnectError => "connect_error",
+            UpstreamOutcome::Timeout => "timeout",
+            UpstreamOutcome::Error => "error",
+            UpstreamOutcome::Overloaded => "overloaded",
+            UpstreamOutcome::NoHealthyServer => "no_healthy_server",
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "seawall_requests_total",
+                "Requests answered, by route and status.",
+            ),
+            &["route", "status"],
+        )
+        .expect("static metric definition");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "seawall_request_duration_seconds",
+                "Time from the request's arrival to the end of its response, by route.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("static metric definition");
+        let upstream_requests = IntCounterVec::new(
+            Opts::new(
+                "seawall_upstream_requests_total",
+                "Requests meant for an upstream, by upstream and outcome.",
+            ),
+            &["upstream", "outcome"],
+        )
+        .expect("static metric definition");
+        let config_reloads = IntCounterVec::new(
+            Opts::new("seawall_config_reloads_total", "Config reloads, by result."),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let config_generation = IntGauge::new(
+            "seawall_config_generation",
+            "Generation of the config in force (1 at start, +1 per successful reload).",
+        )
+        .expect("static metric definition");
+        let last_reload_success = Gauge::new(
+            "seawall_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load.",
+        )
+        .expect("static metric definition");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(upstream_requests.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(config_generation.clone()),
+            Box::new(last_reload_success.clone()),
+        ] {
+            registry
+                .register(c)
+                .expect("each family is registered once");
+        }
+        // Both results exist from the start, so `rate()` and alerts see a zero, not a gap.
+        config_reloads.with_label_values(&["success"]);
+        config_reloads.with_label_values(&["failure"]);
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_requests,
+            config_reloads,
+            config_generation,
+            last_reload_success,
+        }
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let families = self.registry.gather();
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&families, &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

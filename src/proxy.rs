@@ -1,0 +1,359 @@
+//! `impl ProxyHttp`: thin dispatch. Decisions are made by [`crate::routing`],
+//! [`crate::client_ip`] and friends; this file wires them to Pingora's phases.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use pingora::ErrorType;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora_limits::inflight::Guard;
+
+use crate::access_log;
+use crate::answers::{self, Reason};
+use crate::metrics::{NO_ROUTE, UpstreamOutcome};
+use crate::snapshot::Snapshot;
+use crate::state::State;
+use crate::upstream::Upstream;
+
+pub struct Proxy {
+    pub state: Arc<State>,
+}
+
+/// Per-request state. The snapshot is taken once, so every phase sees one config.
+pub struct Ctx {
+    pub snap: Arc<Snapshot>,
+    pub started: Instant,
+    pub request_id: String,
+    pub client_ip: IpAddr,
+    /// Whether the TCP peer is a trusted proxy (its forwarding headers are believed).
+    pub peer_trusted: bool,
+    pub peer_ip: IpAddr,
+    /// Index into `snap.routes`.
+    pub route: Option<usize>,
+    pub upstream: Option<Arc<Upstream>>,
+    pub outcome: Option<UpstreamOutcome>,
+    /// Set when Seawall answered itself.
+    pub reason: Option<Reason>,
+    connect_failures: usize,
+    /// Held to the end of the request: dropping them gives the in-flight slots back.
+    _guards: Vec<Guard>,
+}
+
+impl Ctx {
+    pub fn route_name(&self) -> &str {
+        self.route
+            .and_then(|i| self.snap.routes.get(i))
+            .map_or(NO_ROUTE, |r| &r.name)
+    }
+}
+
+/// A client-sent `X-Request-Id` is passed through when it is short and plain; otherwise a fresh
+/// 128-bit id is generated. This keeps ids log-safe and lets an upstream proxy's id survive.
+fn request_id(session: &Session) -> String {
+    if let Some(v) = session.req_header().headers.get("x-request-id") {
+        let b = v.as_bytes();
+        if !b.is_empty()
+            && b.len() <= 128
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+            && let Ok(s) = v.to_str()
+        {
+            return s.to_string();
+        }
+    }
+    format!("{:032x}", rand::random::<u128>())
+}
+
+async fn send_answer(session: &mut Session, ctx: &mut Ctx, reason: Reason) -> Result<()> {
+    ctx.reason = Some(reason);
+    let (header, body) = answers::build(reason, &ctx.request_id);
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
+
+/// Take an in-flight slot under `key`; `None` when the cap is reached (the slot is given back).
+fn take_slot(state: &State, key: &str, cap: u32) -> Option<Option<Guard>> {
+    if cap == 0 {
+        return Some(None);
+    }
+    let (guard, count) = state.inflight.incr(key, 1);
+    if count > cap as isize {
+        drop(guard);
+        None
+    } else {
+        Some(Some(guard))
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            snap: self.state.snapshot.load_full(),
+            started: Instant::now(),
+            request_id: String::new(),
+            client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            peer_trusted: false,
+            peer_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            route: None,
+            upstream: None,
+            outcome: None,
+            reason: None,
+            connect_failures: 0,
+            _guards: Vec::new(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.request_id = request_id(session);
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| {
+                crate::client_ip::canonical(a.ip())
+            });
+        ctx.peer_ip = peer;
+        ctx.peer_trusted = ctx.snap.trusted.contains(peer);
+        let req = session.req_header();
+        ctx.client_ip = ctx.snap.trusted.resolve(
+            peer,
+            req.headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
+        let raw_host = req
+            .uri
+            .host()
+            .or_else(|| {
+                req.headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            })
+            .unwrap_or("");
+        let host = crate::routing::normalize_host(raw_host);
+        let found = ctx
+            .snap
+            .routes
+            .iter()
+            .position(|r| r.matches(&host, req.uri.path(), &req.method));
+        let Some(idx) = found else {
+            send_answer(session, ctx, Reason::NoRoute).await?;
+            return Ok(true);
+        };
+        ctx.route = Some(idx);
+        let snap = ctx.snap.clone();
+        let route = &snap.routes[idx];
+        match take_slot(
+            &self.state,
+            &format!("route:{}", route.name),
+            route.max_inflight,
+        ) {
+            Some(g) => ctx._guards.extend(g),
+            None => {
+                send_answer(session, ctx, Reason::RouteBusy).await?;
+                return Ok(true);
+            }
+        }
+        let upstream = route.upstream.clone();
+        match take_slot(
+            &self.state,
+            &format!("upstream:{}", upstream.name),
+            upstream.max_inflight,
+        ) {
+            Some(g) => ctx._guards.extend(g),
+            None => {
+                ctx.upstream = Some(upstream);
+                ctx.outcome = Some(UpstreamOutcome::Overloaded);
+                send_answer(session, ctx, Reason::UpstreamBusy).await?;
+                return Ok(true);
+            }
+        }
+        ctx.upstream = Some(upstream);
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(upstream) = &ctx.upstream else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no upstream chosen",
+            ));
+        };
+        match upstream.peer() {
+            Some(p) => Ok(Box::new(p)),
+            None => {
+                ctx.outcome = Some(UpstreamOutcome::NoHealthyServer);
+                ctx.reason = Some(Reason::NoHealthyServer);
+                Err(Error::explain(
+                    ErrorType::HTTPStatus(502),
+                    "no healthy server in the upstream pool",
+                ))
+            }
+        }
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // nginx's proxy_next_upstream default: a connect error tries the next server, once each.
+        ctx.connect_failures += 1;
+        if ctx
+            .upstream
+            .as_ref()
+            .is_some_and(|u| ctx.connect_failures < u.servers.len())
+        {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        up: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let peer = ctx.peer_ip.to_string();
+        let xff = if ctx.peer_trusted {
+            let mut joined: Vec<&str> = session
+                .req_header()
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            joined.push(&peer);
+            joined.join(", ")
+        } else {
+            // An untrusted client's own X-Forwarded-For is dropped, not passed on: the app must
+            // be able to believe the header it receives.
+            peer.clone()
+        };
+        up.insert_header("x-forwarded-for", xff)?;
+        up.insert_header("x-real-ip", ctx.client_ip.to_string())?;
+        let scheme = if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+            "https"
+        } else {
+            "http"
+        };
+        let keep_proto = ctx.peer_trusted && up.headers.contains_key("x-forwarded-proto");
+        if !keep_proto {
+            up.insert_header("x-forwarded-proto", scheme)?;
+        }
+        up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.outcome = Some(UpstreamOutcome::Response);
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        use ErrorType::*;
+        let upstream_side = e.esource() == &ErrorSource::Upstream;
+        let reason = match e.etype() {
+            HTTPStatus(502) if ctx.reason == Some(Reason::NoHealthyServer) => {
+                Reason::NoHealthyServer
+            }
+            ConnectTimedout | ReadTimedout | WriteTimedout if upstream_side => {
+                Reason::UpstreamTimeout
+            }
+            ConnectTimedout => Reason::UpstreamTimeout,
+            ConnectRefused | ConnectNoRoute | ConnectError | BindError | SocketError
+            | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | ConnectProxyFailure => {
+                Reason::UpstreamUnreachable
+            }
+            _ if upstream_side => Reason::UpstreamFailed,
+            _ if e.esource() == &ErrorSource::Downstream => {
+                if matches!(e.etype(), ReadError | WriteError | ConnectionClosed) {
+                    // The client is gone: nobody to answer.
+                    return FailToProxy {
+                        error_code: 0,
+                        can_reuse_downstream: false,
+                    };
+                }
+                Reason::BadRequest
+            }
+            _ => Reason::Internal,
+        };
+        if ctx.outcome.is_none() && ctx.upstream.is_some() {
+            ctx.outcome = Some(match reason {
+                Reason::UpstreamTimeout if matches!(e.etype(), ConnectTimedout) => {
+                    UpstreamOutcome::ConnectError
+                }
+                Reason::UpstreamTimeout => UpstreamOutcome::Timeout,
+                Reason::UpstreamUnreachable => UpstreamOutcome::ConnectError,
+                _ => UpstreamOutcome::Error,
+            });
+        }
+        let code = reason.status().as_u16();
+        // A response already under way cannot be replaced; the connection is closed instead.
+        if session.response_written().is_none() {
+            if let Err(err) = send_answer(session, ctx, reason).await {
+                tracing::debug!(error = %err, "could not send the error answer");
+            }
+        } else {
+            ctx.reason = Some(reason);
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status)
+            .or_else(|| ctx.reason.map(Reason::status));
+        let status_label = match &status {
+            Some(s) => s.as_str(),
+            None => "0",
+        };
+        let route = ctx.route_name();
+        let m = &self.state.metrics;
+        m.requests.with_label_values(&[route, status_label]).inc();
+        let elapsed = ctx.started.elapsed();
+        m.request_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        if let (Some(up), Some(outcome)) = (&ctx.upstream, ctx.outcome) {
+            m.upstream_requests
+                .with_label_values(&[&up.name, outcome.label()])
+                .inc();
+        }
+        if ctx.snap.access_log {
+            access_log::write(session, ctx, status, elapsed, e);
+        }
+    }
+}

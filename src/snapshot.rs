@@ -1,0 +1,56 @@
+//! The whole live configuration as one immutable value, and the handle requests read it from.
+//!
+//! Each request takes the snapshot once (in `new_ctx`) and keeps that `Arc` to its end, so every
+//! phase of a request sees one consistent config and a reload is a single `store`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::campaign::Campaigns;
+use crate::client_ip::TrustedProxies;
+use crate::config::diag::Diagnostic;
+use crate::csp::CspConfig;
+use crate::routing::Route;
+use crate::upstream::Upstream;
+
+/// Settings read once at start. A reload that changes them is reported as "needs restart".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSettings {
+    pub listen: Vec<SocketAddr>,
+    pub admin_listen: SocketAddr,
+    pub threads: usize,
+    pub upgrade_sock: PathBuf,
+    pub pid_file: PathBuf,
+    pub grace_period: Duration,
+}
+
+/// The sha256 of one loaded file, for `/-/config`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileDigest {
+    pub path: String,
+    pub sha256: String,
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub process: ProcessSettings,
+    pub routes: Vec<Route>,
+    pub upstreams: BTreeMap<Arc<str>, Arc<Upstream>>,
+    pub trusted: TrustedProxies,
+    pub csp: CspConfig,
+    pub campaigns: Campaigns,
+    pub access_log: bool,
+    /// If set, POST admin endpoints require `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
+    pub files: Vec<FileDigest>,
+    /// Warnings from the load that produced this snapshot (shadowed routes and the like).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// The one place the live snapshot is kept.
+pub type Shared = Arc<ArcSwap<Snapshot>>;

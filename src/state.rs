@@ -1,0 +1,77 @@
+//! What lives for the whole process, across reloads: the snapshot handle, metrics, in-flight
+//! counts, readiness and the record of config loads.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+
+use arc_swap::ArcSwap;
+use pingora_limits::inflight::Inflight;
+
+use crate::metrics::Metrics;
+use crate::snapshot::{ProcessSettings, Snapshot};
+
+/// The outcome of the last reload, for `/-/config`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadRecord {
+    pub ok: bool,
+    /// Every error, one `FILE:LINE:COL: error: MESSAGE` line each; empty on success.
+    pub errors: Vec<String>,
+    pub at: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConfigStatus {
+    pub generation: u64,
+    pub loaded_at: jiff::Timestamp,
+    pub last_reload: Option<ReloadRecord>,
+    /// Settings changed in the files that only take effect after a restart.
+    pub needs_restart: Vec<String>,
+}
+
+pub struct State {
+    pub config_path: PathBuf,
+    pub snapshot: ArcSwap<Snapshot>,
+    /// The settings the process started with (listeners, threads): a reload cannot change them.
+    pub process: ProcessSettings,
+    pub metrics: Metrics,
+    /// Requests in flight per route and per upstream, for `max_inflight`. Outside the snapshot
+    /// so the counts stay right across a reload while old requests finish.
+    pub inflight: Inflight,
+    /// True once every public listener accepts connections.
+    pub ready: AtomicBool,
+    pub status: Mutex<ConfigStatus>,
+}
+
+impl State {
+    pub fn new(config_path: PathBuf, snapshot: Snapshot) -> Arc<State> {
+        let metrics = Metrics::new();
+        metrics.config_generation.set(1);
+        let now = jiff::Timestamp::now();
+        metrics
+            .last_reload_success
+            .set(now.as_millisecond() as f64 / 1000.0);
+        Arc::new(State {
+            config_path,
+            process: snapshot.process.clone(),
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+            inflight: Inflight::new(),
+            ready: AtomicBool::new(false),
+            status: Mutex::new(ConfigStatus {
+                generation: 1,
+                loaded_at: now,
+                last_reload: None,
+                needs_restart: Vec::new(),
+            }),
+        })
+    }
+
+    pub fn status(&self) -> ConfigStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
