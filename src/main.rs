@@ -120,6 +120,7 @@ fn run(a: &RunArgs) -> ExitCode {
     let opts = RunOptions {
         daemon: a.daemon,
         upgrade: a.upgrade,
+        in_process: false,
     };
     server::build(state, &opts).run_forever()
 }

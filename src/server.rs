@@ -29,6 +29,14 @@ pub struct RunOptions {
     pub daemon: bool,
     /// Take the listening sockets over from a running Seawall (zero-downtime upgrade).
     pub upgrade: bool,
+    /// Run the in-process variant (tests, several servers one after another in one process).
+    ///
+    /// Pingora's no-steal runtime finds its pools through a `thread_local::ThreadLocal`, whose
+    /// slots are keyed by thread ids that are reused once a thread exits: a second server in the
+    /// same process can find the first one's dead pools and its listeners exit at once. So the
+    /// in-process variant uses the work-stealing runtime; a real process runs one server and
+    /// keeps the cheaper no-steal runtime.
+    pub in_process: bool,
 }
 
 /// Load the config and build the shared state, or return every problem found.
@@ -57,7 +65,7 @@ pub fn build(state: Arc<State>, opts: &RunOptions) -> Server {
     let conf = ServerConf {
         threads: p.threads,
         // Measured on this 2-core machine: ~17% less CPU per request than work stealing.
-        work_stealing: false,
+        work_stealing: opts.in_process,
         daemon: opts.daemon,
         upgrade_sock: p.upgrade_sock.display().to_string(),
         pid_file: p.pid_file.display().to_string(),
@@ -222,7 +230,11 @@ impl Drop for Running {
 pub fn start_in_background(config_path: &Path) -> Result<Running, String> {
     let state = load_state(config_path).map_err(|d| d.to_string())?;
     preflight_bind(&state)?;
-    let server = build(state.clone(), &RunOptions::default());
+    let opts = RunOptions {
+        in_process: true,
+        ..RunOptions::default()
+    };
+    let server = build(state.clone(), &opts);
     let stop = Arc::new(tokio::sync::Notify::new());
     let trigger = Trigger(stop.clone());
     let thread = std::thread::Builder::new()

@@ -9,7 +9,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::main_file::{Head, compile_limit};
 use super::schema::{
-    CampaignsHead, LaunchAction, LaunchFile, UnregisteredAction, UnregisteredFile,
+    CampaignsHead, LaunchAction, LaunchFile, LimitFile, UnregisteredAction, UnregisteredFile,
 };
 use super::{Reporter, check_name, de, list_names, table_value, values};
 use crate::campaign::{Campaigns, Launch, Unregistered};
@@ -76,8 +76,10 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
     let unregistered = match unregistered_v {
         Some(v) => {
             let span = v.span();
+            let (v, limit_v) = take_limit(v, rep);
             match de::<UnregisteredFile>(v, rep) {
-                Some(u) => {
+                Some(mut u) => {
+                    u.limit = limit_v;
                     let action = u.action.unwrap_or(UnregisteredAction::Pass);
                     if action == UnregisteredAction::Divert && head.ingest_upstream.is_none() {
                         rep.error(
@@ -121,10 +123,12 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
                 let mut tag_owner: BTreeMap<String, String> = BTreeMap::new();
                 for item in items {
                     let ispan = item.span();
-                    let Some(lf) = de::<LaunchFile>(item, rep) else {
+                    let (item, limit_v) = take_limit(item, rep);
+                    let Some(mut lf) = de::<LaunchFile>(item, rep) else {
                         ok = false;
                         continue;
                     };
+                    lf.limit = limit_v;
                     match launch(
                         lf,
                         ispan,
@@ -157,6 +161,25 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
         unregistered,
         launches,
     })
+}
+
+/// Take the inline `limit = {...}` out of a table and read it on its own, so a misspelt key in
+/// it is reported without hiding its other problems (or the rest of the table's).
+fn take_limit<'a>(
+    v: Spanned<DeValue<'a>>,
+    rep: &mut Reporter,
+) -> (Spanned<DeValue<'a>>, Option<Spanned<LimitFile>>) {
+    let span = v.span();
+    match v.into_inner() {
+        DeValue::Table(mut t) => {
+            let limit = t.remove("limit").and_then(|l| {
+                let lspan = l.span();
+                de::<LimitFile>(l, rep).map(|lf| Spanned::new(lspan, lf))
+            });
+            (table_value(span, t), limit)
+        }
+        other => (Spanned::new(span, other), None),
+    }
 }
 
 fn to_timestamp(
@@ -264,7 +287,12 @@ fn launch(
     if action == LaunchAction::Divert && !has_ingest {
         rep.error(
             span.start..span.start,
-            "launch action \"divert\" needs `ingest_upstream`",
+            if lf.action.is_some() {
+                "launch action \"divert\" needs `ingest_upstream`"
+            } else {
+                "launch action \"divert\" (the default when `action` is not set) needs \
+                 `ingest_upstream`"
+            },
         );
         ok = false;
     }

@@ -58,10 +58,12 @@ pub(super) fn compile(doc: DeTable<'_>, rep: &mut Reporter) -> CspConfig {
             let Some(pf) = de::<PolicyFile>(value, rep) else {
                 continue;
             };
-            if let Some(p) = policy(pname.clone(), &pf, &tags, report_path.as_deref(), rep) {
-                if let Some(ro) = pf.report_only_policy.filter(|r| !r.get_ref().is_empty()) {
-                    companions.push((pname.clone(), ro));
-                }
+            let built_policy = policy(pname.clone(), &pf, &tags, report_path.as_deref(), rep);
+            // Checked even when this policy has other errors, so all are reported in one run.
+            if let Some(ro) = pf.report_only_policy.filter(|r| !r.get_ref().is_empty()) {
+                companions.push((pname.clone(), ro));
+            }
+            if let Some(p) = built_policy {
                 built.insert(pname, p);
             }
         }
@@ -171,6 +173,8 @@ fn tag(value: Spanned<DeValue<'_>>, rep: &mut Reporter) -> Option<Tag> {
         return None;
     };
     let mut ok = true;
+    // Whether each key is present: one that is present but empty is reported once, as such,
+    // not a second time as missing.
     let mut approved = false;
     let mut ticket = false;
     let mut directives = BTreeMap::new();
@@ -184,9 +188,9 @@ fn tag(value: Spanned<DeValue<'_>>, rep: &mut Reporter) -> Option<Tag> {
                     ok = false;
                 }
                 if k == "approved_by" {
-                    approved = good;
+                    approved = true;
                 } else {
-                    ticket = good;
+                    ticket = true;
                 }
             }
             _ => {
@@ -243,9 +247,11 @@ fn check_sources(list: &[Spanned<String>], rep: &mut Reporter) -> Option<Vec<Str
             ok = false;
         }
     }
-    if list.len() > 1 && list.iter().any(|s| s.get_ref() == "'none'") {
+    if list.len() > 1
+        && let Some(none) = list.iter().find(|s| s.get_ref() == "'none'")
+    {
         rep.error(
-            list[0].span(),
+            none.span(),
             "'none' must be the only source of its directive",
         );
         ok = false;

@@ -69,8 +69,11 @@ pub(super) fn compile_head(doc: DeTable<'_>, base_dir: &Path, rep: &mut Reporter
     }
     match server {
         Some(v) => {
+            // A `listen` that is written but unreadable is reported as such, not as "no listeners".
+            let written = matches!(v.get_ref(), DeValue::Table(t)
+                if t.contains_key("listen") || t.contains_key("tls"));
             if let Some(s) = de::<ServerFile>(v, rep) {
-                server_settings(s, base_dir, &mut head, rep);
+                server_settings(s, written, base_dir, &mut head, rep);
             }
         }
         None => rep.error(0..0, "missing [server] section (it holds `listen`)"),
@@ -78,7 +81,13 @@ pub(super) fn compile_head(doc: DeTable<'_>, base_dir: &Path, rep: &mut Reporter
     head
 }
 
-fn server_settings(s: ServerFile, base_dir: &Path, head: &mut Head, rep: &mut Reporter) {
+fn server_settings(
+    s: ServerFile,
+    listeners_written: bool,
+    base_dir: &Path,
+    head: &mut Head,
+    rep: &mut Reporter,
+) {
     let mut listen: Vec<SocketAddr> = Vec::new();
     for l in &s.listen {
         match values::listen_addr(l.get_ref()) {
@@ -94,7 +103,7 @@ fn server_settings(s: ServerFile, base_dir: &Path, head: &mut Head, rep: &mut Re
              terminate TLS in front of Seawall or use a plain `listen`",
         );
     }
-    if s.listen.is_empty() && s.tls.is_empty() {
+    if s.listen.is_empty() && s.tls.is_empty() && !listeners_written {
         rep.error(
             0..0,
             "no listeners: set server.listen, e.g. listen = [\"127.0.0.1:8080\"]",
@@ -332,7 +341,13 @@ fn raw_routes(value: Spanned<DeValue<'_>>, rep: &mut Reporter) -> Vec<RawRoute> 
     out
 }
 
-pub(super) fn compile_routes(head: &Head, csp: &CspConfig, rep: &mut Reporter) -> Vec<Route> {
+/// `csp` is `None` when the CSP file could not be read: that is reported at `csp_file`, and the
+/// routes' policy names are then left unchecked rather than all called unknown.
+pub(super) fn compile_routes(
+    head: &Head,
+    csp: Option<&CspConfig>,
+    rep: &mut Reporter,
+) -> Vec<Route> {
     let mut routes: Vec<Route> = Vec::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut name_spans = Vec::new();
@@ -374,7 +389,12 @@ pub(super) fn compile_routes(head: &Head, csp: &CspConfig, rep: &mut Reporter) -
     routes
 }
 
-fn route(raw: &RawRoute, head: &Head, csp: &CspConfig, rep: &mut Reporter) -> Option<Route> {
+fn route(
+    raw: &RawRoute,
+    head: &Head,
+    csp: Option<&CspConfig>,
+    rep: &mut Reporter,
+) -> Option<Route> {
     let f = &raw.file;
     let name = check_name("route", &f.name, rep);
     let host = match &f.host {
@@ -387,9 +407,9 @@ fn route(raw: &RawRoute, head: &Head, csp: &CspConfig, rep: &mut Reporter) -> Op
     let path = path_match(f, rep);
     let methods = match &f.methods {
         None => Some(None),
-        Some(ms) if ms.is_empty() => {
+        Some(ms) if ms.get_ref().is_empty() => {
             rep.error(
-                f.name.span(),
+                ms.span(),
                 "`methods` is empty, so the route can never match; omit it to match every method",
             );
             None
@@ -397,7 +417,7 @@ fn route(raw: &RawRoute, head: &Head, csp: &CspConfig, rep: &mut Reporter) -> Op
         Some(ms) => {
             let mut out = Vec::new();
             let mut ok = true;
-            for m in ms {
+            for m in ms.get_ref() {
                 let upper = m.get_ref().to_ascii_uppercase();
                 match Method::from_bytes(upper.as_bytes()) {
                     Ok(method) if !upper.is_empty() => out.push(method),
@@ -426,9 +446,10 @@ fn route(raw: &RawRoute, head: &Head, csp: &CspConfig, rep: &mut Reporter) -> Op
             None
         }
     };
-    let csp_choice = match &f.csp {
-        Some(c) if c.get_ref() == "off" => Some(CspChoice::Off),
-        Some(c) => match csp.policies.get(c.get_ref().as_str()) {
+    let csp_choice = match (&f.csp, csp) {
+        (Some(c), _) if c.get_ref() == "off" => Some(CspChoice::Off),
+        (_, None) => None,
+        (Some(c), Some(csp)) => match csp.policies.get(c.get_ref().as_str()) {
             Some(p) => Some(CspChoice::Policy(p.clone())),
             None => {
                 if head.csp_file.is_none() {
@@ -452,7 +473,7 @@ fn route(raw: &RawRoute, head: &Head, csp: &CspConfig, rep: &mut Reporter) -> Op
                 None
             }
         },
-        None => Some(
+        (None, Some(csp)) => Some(
             csp.default_policy
                 .clone()
                 .map_or(CspChoice::Off, CspChoice::Policy),
@@ -560,7 +581,8 @@ fn path_match(f: &RouteFile, rep: &mut Reporter) -> Option<PathMatch> {
             Ok(r) => Some(PathMatch::Regex(r)),
             Err(e) => {
                 let msg = e.to_string();
-                let short = msg.lines().last().unwrap_or(&msg).trim();
+                let last = msg.lines().last().unwrap_or(&msg).trim();
+                let short = last.strip_prefix("error: ").unwrap_or(last);
                 rep.error(
                     p.span(),
                     format!("invalid path_regex {:?}: {short}", p.get_ref()),

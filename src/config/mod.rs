@@ -38,6 +38,7 @@ pub struct Loaded {
 /// Load, validate and compile `seawall.toml` and the two files it names.
 pub fn load(main_path: &Path) -> Result<Loaded, Diagnostics> {
     let mut diags = Diagnostics::default();
+    let mut syntax = SyntaxErrors::default();
     let mut digests = Vec::new();
     let Some(main) = read_file(main_path, &mut diags, &mut digests) else {
         return Err(diags);
@@ -46,7 +47,7 @@ pub fn load(main_path: &Path) -> Result<Loaded, Diagnostics> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let main_doc = parse_doc(&main, &mut diags);
+    let main_doc = parse_doc(&main, &mut diags, &mut syntax);
     let head = main_file::compile_head(
         main_doc,
         &base_dir,
@@ -60,7 +61,7 @@ pub fn load(main_path: &Path) -> Result<Loaded, Diagnostics> {
         Some(p) => {
             let file = read_named(&main, p, &base_dir, &mut diags, &mut digests);
             file.map(|f| {
-                let doc = parse_doc(&f, &mut diags);
+                let doc = parse_doc(&f, &mut diags, &mut syntax);
                 csp_file::compile(
                     doc,
                     &mut Reporter {
@@ -76,7 +77,7 @@ pub fn load(main_path: &Path) -> Result<Loaded, Diagnostics> {
         Some(p) => {
             let file = read_named(&main, p, &base_dir, &mut diags, &mut digests);
             file.map(|f| {
-                let doc = parse_doc(&f, &mut diags);
+                let doc = parse_doc(&f, &mut diags, &mut syntax);
                 campaigns_file::compile(
                     doc,
                     &head,
@@ -90,15 +91,18 @@ pub fn load(main_path: &Path) -> Result<Loaded, Diagnostics> {
         None => Some(Some(Default::default())),
     };
     let campaigns = campaigns.flatten();
-    let csp = csp.unwrap_or_default();
+    // `None` when the CSP file could not be read (already reported at `csp_file`): routes then
+    // skip their policy checks rather than call every policy unknown.
     let routes = main_file::compile_routes(
         &head,
-        &csp,
+        csp.as_ref(),
         &mut Reporter {
             file: &main,
             diags: &mut diags,
         },
     );
+    let csp = csp.unwrap_or_default();
+    syntax.drop_cascades(&mut diags);
     diags.sort(&digests.iter().map(|d| d.path.as_str()).collect::<Vec<_>>());
     if diags.has_errors() {
         return Err(diags);
@@ -190,14 +194,88 @@ pub fn resolve(base_dir: &Path, p: &str) -> PathBuf {
     }
 }
 
+/// Where the syntax errors are. The parser recovers by putting a placeholder where a value was
+/// broken (`threads = 2 3` reads as the string "2 3", `x = tru` as `true`); a later complaint
+/// about that placeholder ("expected an integer") would only mislead, so on a line that has a
+/// syntax error only the syntax errors are kept. A file with syntax errors gets no warnings
+/// either: a broken table header can hide whole sections ("no [[routes]]").
+#[derive(Default)]
+struct SyntaxErrors {
+    /// Indices into `Diagnostics::items` of the syntax errors themselves.
+    items: Vec<usize>,
+    /// (file, line) of each.
+    lines: Vec<(Arc<str>, usize)>,
+}
+
+impl SyntaxErrors {
+    fn drop_cascades(&self, diags: &mut Diagnostics) {
+        let mut i = 0;
+        diags.items.retain(|d| {
+            let keep = self.items.contains(&i)
+                || !self.lines.iter().any(|(f, l)| {
+                    *f == d.file && (*l == d.line || d.severity == Severity::Warning)
+                });
+            i += 1;
+            keep
+        });
+    }
+}
+
 /// Parse with recovery: every syntax error is reported; whatever parsed is still checked.
-fn parse_doc<'a>(file: &'a SourceFile, diags: &mut Diagnostics) -> DeTable<'a> {
+fn parse_doc<'a>(
+    file: &'a SourceFile,
+    diags: &mut Diagnostics,
+    syntax: &mut SyntaxErrors,
+) -> DeTable<'a> {
     let (doc, errors) = DeTable::parse_recoverable(&file.text);
     for e in errors {
         let span = e.span().unwrap_or(0..0);
-        diags.push(file, span, Severity::Error, tidy(e.message()));
+        let mut msg = tidy(e.message());
+        if msg == "duplicate key"
+            && let Some(k) = file.text.get(span.clone())
+        {
+            msg = format!("duplicate key `{k}`");
+        } else if msg == "invalid basic string, expected `\"`" {
+            msg = "unterminated string, expected a closing `\"` on the same line".into();
+        }
+        syntax.items.push(diags.items.len());
+        syntax
+            .lines
+            .push((file.name.clone(), file.locate(span.start).0));
+        diags.push(file, span, Severity::Error, msg);
     }
-    doc.into_inner()
+    let mut doc = doc.into_inner();
+    respan_placeholders(&mut doc);
+    doc
+}
+
+/// A value the parser could not read at all (`a == 1`) comes back with an empty span at the
+/// start of the file; give it its key's place, so any complaint about it lands on that line.
+fn respan_placeholders(table: &mut DeTable<'_>) {
+    for (k, v) in table.iter_mut() {
+        if v.span().is_empty() {
+            let inner = std::mem::replace(v.get_mut(), DeValue::Boolean(false));
+            *v = Spanned::new(k.span(), inner);
+        }
+        respan_children(v);
+    }
+}
+
+fn respan_children(v: &mut Spanned<DeValue<'_>>) {
+    let span = v.span();
+    match v.get_mut() {
+        DeValue::Table(t) => respan_placeholders(t),
+        DeValue::Array(items) => {
+            for item in items.iter_mut() {
+                if item.span().is_empty() {
+                    let inner = std::mem::replace(item.get_mut(), DeValue::Boolean(false));
+                    *item = Spanned::new(span.clone(), inner);
+                }
+                respan_children(item);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Deserialize one value into a schema type, reporting every schema problem in it.
@@ -327,9 +405,26 @@ fn table_value<'a>(span: std::ops::Range<usize>, t: DeTable<'a>) -> Spanned<DeVa
     Spanned::new(span, DeValue::Table(t))
 }
 
-/// One line per message, without serde's trailing newline.
+/// One line per message, without serde's trailing newline, and in TOML's words rather than
+/// Rust's ("expected i64" is "expected an integer", "struct LimitFile" is "a table").
 fn tidy(msg: &str) -> String {
-    msg.trim().replace('\n', " ")
+    let mut m = msg.trim().replace('\n', " ");
+    if let Some(i) = m.find("expected struct ") {
+        m.replace_range(i.., "expected a table");
+    }
+    for (rust, toml) in [
+        ("expected i64", "expected an integer"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected an array"),
+        ("invalid type: sequence", "invalid type: array"),
+        ("expected a map", "expected a table"),
+        ("invalid type: map", "invalid type: table"),
+        ("invalid type: floating point", "invalid type: float"),
+        ("unknown variant", "unknown value"),
+    ] {
+        m = m.replace(rust, toml);
+    }
+    m
 }
 
 /// Names of routes, upstreams, limits, policies, tags and launches become metric labels and log

@@ -73,7 +73,7 @@ pub struct RouteFile {
     pub path: Option<S<String>>,
     pub path_prefix: Option<S<String>>,
     pub path_regex: Option<S<String>>,
-    pub methods: Option<Vec<S<String>>>,
+    pub methods: Option<S<Vec<S<String>>>>,
     pub upstream: S<String>,
     pub csp: Option<S<String>>,
     pub max_inflight: Option<S<i64>>,

@@ -77,19 +77,38 @@ pub fn rate(s: &str) -> Result<Rate, String> {
     })
 }
 
+/// A port written as digits that is not a port (`99999`): said plainly rather than "write
+/// host:port" to someone who did.
+fn port_out_of_range(s: &str) -> Option<&str> {
+    let (_, port) = s.rsplit_once(':')?;
+    let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    (digits && port.parse::<u16>().is_err()).then_some(port)
+}
+
 /// A listen address: `IP:PORT` only (no host names: a listener must not depend on DNS).
 pub fn listen_addr(s: &str) -> Result<SocketAddr, String> {
-    s.parse::<SocketAddr>().map_err(|_| {
-        format!(
+    s.parse::<SocketAddr>().map_err(|_| match port_out_of_range(s) {
+        Some(p) => format!("invalid listen address {s:?}: port {p} is above 65535"),
+        None => format!(
             "invalid listen address {s:?}: write IP:PORT, e.g. \"127.0.0.1:8080\" or \"[::]:443\""
-        )
+        ),
     })
 }
 
 /// An upstream server, `host:port`. Host names are resolved once, at load.
 pub fn server_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Some(p) = port_out_of_range(s) {
+        return Err(format!(
+            "invalid server address {s:?}: port {p} is above 65535"
+        ));
+    }
+    let port_zero = || format!("invalid server address {s:?}: port 0 cannot be connected to");
     if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
+        return if a.port() == 0 {
+            Err(port_zero())
+        } else {
+            Ok(a)
+        };
     }
     let Some((host, port)) = s.rsplit_once(':') else {
         return Err(format!(
@@ -100,6 +119,9 @@ pub fn server_addr(s: &str) -> Result<SocketAddr, String> {
         return Err(format!(
             "invalid server address {s:?}: write host:port, e.g. \"127.0.0.1:3000\""
         ));
+    }
+    if port.parse::<u16>() == Ok(0) {
+        return Err(port_zero());
     }
     let mut addrs = s
         .to_socket_addrs()
@@ -230,6 +252,16 @@ mod tests {
         assert!(listen_addr("localhost:8080").is_err());
         assert_eq!(server_addr("localhost:80").unwrap().port(), 80);
         assert!(server_addr("127.0.0.1").is_err());
-        assert!(server_addr("127.0.0.1:99999").is_err());
+        assert!(
+            server_addr("127.0.0.1:99999")
+                .unwrap_err()
+                .contains("above 65535")
+        );
+        assert!(server_addr("127.0.0.1:0").unwrap_err().contains("port 0"));
+        assert!(
+            listen_addr("127.0.0.1:80800")
+                .unwrap_err()
+                .contains("above 65535")
+        );
     }
 }

@@ -1,0 +1,429 @@
+//! The integration-test kit: real upstream HTTP servers on 127.0.0.1:0, a whole Seawall started
+//! in-process from TOML strings on free ports, and a real HTTP client.
+//!
+//! ```ignore
+//! let app = TestUpstream::start("app").await;
+//! let sw = Kit::new().start(&format!(r#"
+//!     [upstreams.app]
+//!     servers = ["{}"]
+//!     [[routes]]
+//!     name = "all"
+//!     upstream = "app"
+//! "#, app.addr));
+//! let r = sw.get("/").await;
+//! ```
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use seawall::server::Running;
+
+/// Poll `cond` until it holds or `within` passes; panics with `what` on timeout. For effects
+/// that happen "soon" (health checks, reloads), instead of a fixed sleep.
+#[macro_export]
+macro_rules! assert_eventually {
+    ($within:expr, $what:expr, $cond:expr) => {{
+        let deadline = std::time::Instant::now() + $within;
+        loop {
+            if $cond {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("not true within {:?}: {}", $within, $what);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }};
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the server under test to take).
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr")
+}
+
+/// An address where nothing listens: connections are refused.
+pub fn closed_addr() -> SocketAddr {
+    free_addr()
+}
+
+/// What an upstream received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("<binary>").to_string())
+    }
+}
+
+#[derive(Clone)]
+struct UpstreamState {
+    name: &'static str,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    hits: Arc<AtomicUsize>,
+    delay: Duration,
+    /// While held closed, requests wait here (for in-flight cap tests).
+    gate: Option<Arc<tokio::sync::Semaphore>>,
+    status: StatusCode,
+    content_type: &'static str,
+    extra_headers: Vec<(&'static str, &'static str)>,
+}
+
+/// A real HTTP server on 127.0.0.1:0 that records what it receives and answers
+/// `NAME PATH` (so a test can tell which upstream answered).
+pub struct TestUpstream {
+    pub addr: SocketAddr,
+    pub name: &'static str,
+    state: UpstreamState,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub struct UpstreamBuilder {
+    state: UpstreamState,
+    addr: Option<SocketAddr>,
+}
+
+impl UpstreamBuilder {
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.state.delay = d;
+        self
+    }
+
+    /// Requests wait until [`TestUpstream::release`] adds permits.
+    pub fn gated(mut self) -> Self {
+        self.state.gate = Some(Arc::new(tokio::sync::Semaphore::new(0)));
+        self
+    }
+
+    pub fn status(mut self, s: u16) -> Self {
+        self.state.status = StatusCode::from_u16(s).expect("valid status");
+        self
+    }
+
+    pub fn content_type(mut self, ct: &'static str) -> Self {
+        self.state.content_type = ct;
+        self
+    }
+
+    pub fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.state.extra_headers.push((name, value));
+        self
+    }
+
+    /// Listen on a given address (to restart an upstream where it was).
+    pub fn at(mut self, addr: SocketAddr) -> Self {
+        self.addr = Some(addr);
+        self
+    }
+
+    pub async fn start(self) -> TestUpstream {
+        let addr = self.addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind test upstream");
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .fallback(handle)
+            .with_state(self.state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        TestUpstream {
+            addr,
+            name: self.state.name,
+            state: self.state,
+            task,
+        }
+    }
+}
+
+async fn handle(State(s): State<UpstreamState>, req: Request) -> impl IntoResponse {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 16 << 20)
+        .await
+        .unwrap_or_default();
+    s.seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        headers: parts.headers.clone(),
+        body,
+    });
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    if let Some(g) = &s.gate {
+        let _permit = g.acquire().await;
+    }
+    if !s.delay.is_zero() {
+        tokio::time::sleep(s.delay).await;
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", s.content_type.parse().unwrap());
+    for (k, v) in &s.extra_headers {
+        headers.insert(*k, v.parse().unwrap());
+    }
+    let body = if s.content_type.starts_with("text/html") {
+        format!(
+            "<!doctype html><html><body><p>{} {}</p></body></html>",
+            s.name,
+            parts.uri.path()
+        )
+    } else {
+        format!("{} {}", s.name, parts.uri.path())
+    };
+    (s.status, headers, body)
+}
+
+impl TestUpstream {
+    pub fn builder(name: &'static str) -> UpstreamBuilder {
+        UpstreamBuilder {
+            state: UpstreamState {
+                name,
+                seen: Arc::default(),
+                hits: Arc::default(),
+                delay: Duration::ZERO,
+                gate: None,
+                status: StatusCode::OK,
+                content_type: "text/plain",
+                extra_headers: Vec::new(),
+            },
+            addr: None,
+        }
+    }
+
+    pub async fn start(name: &'static str) -> TestUpstream {
+        Self::builder(name).start().await
+    }
+
+    pub fn hits(&self) -> usize {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen().pop().expect("the upstream saw no request")
+    }
+
+    /// Let `n` gated requests through.
+    pub fn release(&self, n: usize) {
+        if let Some(g) = &self.state.gate {
+            g.add_permits(n);
+        }
+    }
+
+    /// Stop listening (new connections are refused).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for TestUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Builds the files of a Seawall under test. The `[server]` section is written by the kit
+/// (free ports, one thread, access log off); tests add keys to it with [`Kit::server`].
+#[derive(Default)]
+pub struct Kit {
+    server_extra: Vec<String>,
+    csp: Option<String>,
+    campaigns: Option<String>,
+    files: Vec<(String, String)>,
+}
+
+pub struct Seawall {
+    pub dir: tempfile::TempDir,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub client: reqwest::Client,
+    running: Option<Running>,
+}
+
+impl Kit {
+    pub fn new() -> Kit {
+        Kit::default()
+    }
+
+    /// A line for the `[server]` section, e.g. `trusted_proxies = ["127.0.0.1/32"]`.
+    pub fn server(mut self, line: &str) -> Kit {
+        self.server_extra.push(line.to_string());
+        self
+    }
+
+    pub fn csp(mut self, toml: &str) -> Kit {
+        self.csp = Some(toml.to_string());
+        self
+    }
+
+    pub fn campaigns(mut self, toml: &str) -> Kit {
+        self.campaigns = Some(toml.to_string());
+        self
+    }
+
+    /// Another file next to seawall.toml (an admin token file, say).
+    pub fn file(mut self, name: &str, text: &str) -> Kit {
+        self.files.push((name.to_string(), text.to_string()));
+        self
+    }
+
+    pub fn main_text(&self, listen: SocketAddr, admin: SocketAddr, body: &str) -> String {
+        let mut server = format!(
+            "[server]\nlisten = [\"{listen}\"]\nadmin_listen = \"{admin}\"\nthreads = 1\naccess_log = false\n"
+        );
+        if self.csp.is_some() {
+            server.push_str("csp_file = \"csp.toml\"\n");
+        }
+        if self.campaigns.is_some() {
+            server.push_str("campaigns_file = \"campaigns.toml\"\n");
+        }
+        for l in &self.server_extra {
+            server.push_str(l);
+            server.push('\n');
+        }
+        format!("{server}\n{body}")
+    }
+
+    /// Write the files and start Seawall; waits until `/-/ready`.
+    pub fn start(self, body: &str) -> Seawall {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listen = free_addr();
+        let admin = free_addr();
+        std::fs::write(
+            dir.path().join("seawall.toml"),
+            self.main_text(listen, admin, body),
+        )
+        .unwrap();
+        if let Some(c) = &self.csp {
+            std::fs::write(dir.path().join("csp.toml"), c).unwrap();
+        }
+        if let Some(c) = &self.campaigns {
+            std::fs::write(dir.path().join("campaigns.toml"), c).unwrap();
+        }
+        for (name, text) in &self.files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        seawall::logging::init();
+        let running = seawall::server::start_in_background(&dir.path().join("seawall.toml"))
+            .unwrap_or_else(|e| panic!("seawall did not start:\n{e}"));
+        assert!(
+            running.wait_ready(Duration::from_secs(10)),
+            "seawall not ready within 10s"
+        );
+        Seawall {
+            dir,
+            listen,
+            admin,
+            client: client(),
+            running: Some(running),
+        }
+    }
+}
+
+/// A real HTTP client that ignores proxy settings from the environment.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+impl Seawall {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.listen)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("seawall.toml")
+    }
+
+    pub fn state(&self) -> &seawall::state::State {
+        &self.running.as_ref().expect("running").state
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET through seawall")
+    }
+
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.admin_url(path))
+            .send()
+            .await
+            .expect("GET admin")
+    }
+
+    /// The value of one sample in `/metrics`, e.g. `metric("seawall_requests_total", &[("route", "a"), ("status", "200")])`.
+    /// A sample that is absent reads as 0.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.admin_get("/metrics").await.text().await.unwrap();
+        let want: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let (n, lbls) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if n != name {
+                continue;
+            }
+            let got: BTreeMap<&str, &str> = lbls
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k, v.trim_matches('"')))
+                .collect();
+            if got == want {
+                return value.parse().unwrap();
+            }
+        }
+        0.0
+    }
+
+    /// Rewrite seawall.toml with the kit's [server] section and a new body.
+    pub fn rewrite(&self, kit: &Kit, body: &str) {
+        std::fs::write(
+            self.config_path(),
+            kit.main_text(self.listen, self.admin, body),
+        )
+        .unwrap();
+    }
+
+    pub fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop();
+        }
+    }
+}
