@@ -78,8 +78,12 @@ async fn send_answer(session: &mut Session, ctx: &mut Ctx, reason: Reason) -> Re
     Ok(())
 }
 
+/// In-flight counts are keyed by kind and name; the tuple hashes without allocating.
+const ROUTE_SLOT: u8 = 0;
+const UPSTREAM_SLOT: u8 = 1;
+
 /// Take an in-flight slot under `key`; `None` when the cap is reached (the slot is given back).
-fn take_slot(state: &State, key: &str, cap: u32) -> Option<Option<Guard>> {
+fn take_slot(state: &State, key: (u8, &str), cap: u32) -> Option<Option<Guard>> {
     if cap == 0 {
         return Some(None);
     }
@@ -153,11 +157,7 @@ impl ProxyHttp for Proxy {
         ctx.route = Some(idx);
         let snap = ctx.snap.clone();
         let route = &snap.routes[idx];
-        match take_slot(
-            &self.state,
-            &format!("route:{}", route.name),
-            route.max_inflight,
-        ) {
+        match take_slot(&self.state, (ROUTE_SLOT, &route.name), route.max_inflight) {
             Some(g) => ctx._guards.extend(g),
             None => {
                 send_answer(session, ctx, Reason::RouteBusy).await?;
@@ -167,7 +167,7 @@ impl ProxyHttp for Proxy {
         let upstream = route.upstream.clone();
         match take_slot(
             &self.state,
-            &format!("upstream:{}", upstream.name),
+            (UPSTREAM_SLOT, &upstream.name),
             upstream.max_inflight,
         ) {
             Some(g) => ctx._guards.extend(g),

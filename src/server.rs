@@ -5,7 +5,7 @@
 //! format. [`start_in_background`] runs a whole Seawall inside the current process, which is how
 //! the integration tests and `seawall demo` start it.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -148,21 +148,22 @@ impl BackgroundService for Readiness {
         let addrs: Vec<SocketAddr> = self.state.process.listen.clone();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let all_up = addrs.iter().all(|a| {
+            let mut all_up = true;
+            for a in &addrs {
                 let probe = if a.ip().is_unspecified() {
-                    SocketAddr::new(
-                        if a.is_ipv4() {
-                            std::net::Ipv4Addr::LOCALHOST.into()
-                        } else {
-                            std::net::Ipv6Addr::LOCALHOST.into()
-                        },
-                        a.port(),
-                    )
+                    let local: std::net::IpAddr = if a.is_ipv4() {
+                        std::net::Ipv4Addr::LOCALHOST.into()
+                    } else {
+                        std::net::Ipv6Addr::LOCALHOST.into()
+                    };
+                    SocketAddr::new(local, a.port())
                 } else {
                     *a
                 };
-                TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok()
-            });
+                let connect = tokio::net::TcpStream::connect(probe);
+                let ok = tokio::time::timeout(Duration::from_millis(200), connect).await;
+                all_up &= matches!(ok, Ok(Ok(_)));
+            }
             if all_up {
                 self.state.ready.store(true, Ordering::Release);
                 tracing::info!(listen = ?addrs, admin = %self.state.process.admin_listen, "seawall is ready");

@@ -157,14 +157,12 @@ upstream = "app"
     // Two answers never share an id.
     let other = sw.get("/elsewhere").await;
     assert_ne!(other.headers()["x-request-id"].to_str().unwrap(), id);
-    assert_eq!(
-        sw.metric(
-            "seawall_requests_total",
-            &[("route", "-"), ("status", "404")]
-        )
-        .await,
-        2.0
-    );
+    sw.expect_metric(
+        "seawall_requests_total",
+        &[("route", "-"), ("status", "404")],
+        2.0,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,22 +213,18 @@ upstream = "dead"
         r.text().await.unwrap(),
         format!("502 Bad Gateway: the upstream server could not be reached\nrequest id: {id}\n")
     );
-    assert_eq!(
-        sw.metric(
-            "seawall_upstream_requests_total",
-            &[("upstream", "dead"), ("outcome", "connect_error")]
-        )
-        .await,
-        1.0
-    );
-    assert_eq!(
-        sw.metric(
-            "seawall_requests_total",
-            &[("route", "r"), ("status", "502")]
-        )
-        .await,
-        1.0
-    );
+    sw.expect_metric(
+        "seawall_upstream_requests_total",
+        &[("upstream", "dead"), ("outcome", "connect_error")],
+        1.0,
+    )
+    .await;
+    sw.expect_metric(
+        "seawall_requests_total",
+        &[("route", "r"), ("status", "502")],
+        1.0,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,14 +254,12 @@ upstream = "slow"
         )
     );
     assert_eq!(slow.hits(), 1);
-    assert_eq!(
-        sw.metric(
-            "seawall_upstream_requests_total",
-            &[("upstream", "slow"), ("outcome", "timeout")]
-        )
-        .await,
-        1.0
-    );
+    sw.expect_metric(
+        "seawall_upstream_requests_total",
+        &[("upstream", "slow"), ("outcome", "timeout")],
+        1.0,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,14 +385,12 @@ upstream = "app"
             .unwrap()
             .contains("too many requests in flight to the upstream")
     );
-    assert_eq!(
-        sw.metric(
-            "seawall_upstream_requests_total",
-            &[("upstream", "app"), ("outcome", "overloaded")]
-        )
-        .await,
-        1.0
-    );
+    sw.expect_metric(
+        "seawall_upstream_requests_total",
+        &[("upstream", "app"), ("outcome", "overloaded")],
+        1.0,
+    )
+    .await;
     app.release(1);
     assert_eq!(held.await.unwrap().unwrap().status(), 200);
 }
@@ -499,14 +489,12 @@ upstream = "pool"
             .unwrap()
             .starts_with("502 Bad Gateway: no healthy server in the upstream pool\n")
     );
-    assert_eq!(
-        sw.metric(
-            "seawall_upstream_requests_total",
-            &[("upstream", "pool"), ("outcome", "no_healthy_server")]
-        )
-        .await,
-        1.0
-    );
+    sw.expect_metric(
+        "seawall_upstream_requests_total",
+        &[("upstream", "pool"), ("outcome", "no_healthy_server")],
+        1.0,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -531,20 +519,16 @@ async fn request_body_and_method_reach_the_upstream_intact() {
         seen.header("content-type").unwrap(),
         "application/x-www-form-urlencoded"
     );
-    assert_eq!(
-        sw.metric(
-            "seawall_requests_total",
-            &[("route", "all"), ("status", "200")]
-        )
-        .await,
-        1.0
-    );
-    assert_eq!(
-        sw.metric(
-            "seawall_upstream_requests_total",
-            &[("upstream", "app"), ("outcome", "response")]
-        )
-        .await,
-        1.0
-    );
+    sw.expect_metric(
+        "seawall_requests_total",
+        &[("route", "all"), ("status", "200")],
+        1.0,
+    )
+    .await;
+    sw.expect_metric(
+        "seawall_upstream_requests_total",
+        &[("upstream", "app"), ("outcome", "response")],
+        1.0,
+    )
+    .await;
 }

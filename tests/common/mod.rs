@@ -289,8 +289,11 @@ impl Kit {
 
     pub fn main_text(&self, listen: SocketAddr, admin: SocketAddr, body: &str) -> String {
         let mut server = format!(
-            "[server]\nlisten = [\"{listen}\"]\nadmin_listen = \"{admin}\"\nthreads = 1\naccess_log = false\n"
+            "[server]\nlisten = [\"{listen}\"]\nadmin_listen = \"{admin}\"\naccess_log = false\n"
         );
+        if !self.server_extra.iter().any(|l| l.starts_with("threads")) {
+            server.push_str("threads = 1\n");
+        }
         if self.csp.is_some() {
             server.push_str("csp_file = \"csp.toml\"\n");
         }
@@ -410,6 +413,23 @@ impl Seawall {
             }
         }
         0.0
+    }
+
+    /// Wait until a sample reaches `want`: counters are bumped in Pingora's logging phase, which
+    /// runs after the response has reached the client.
+    pub async fn expect_metric(&self, name: &str, labels: &[(&str, &str)], want: f64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = self.metric(name, labels).await;
+            if got == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}{labels:?} is {got}, expected {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Rewrite seawall.toml with the kit's [server] section and a new body.
