@@ -75,13 +75,13 @@ fn check(path: &std::path::Path) -> ExitCode {
             }
             let s = &loaded.snapshot;
             println!(
-                "{}: OK: {} routes, {} upstreams, {} CSP policies, {} launches, {} warnings",
+                "{}: OK: {}, {}, {}, {}, {}",
                 path.display(),
-                s.routes.len(),
-                s.upstreams.len(),
-                s.csp.policies.len(),
-                s.campaigns.launches.len(),
-                loaded.diagnostics.warnings().count()
+                plural(s.routes.len(), "route"),
+                plural(s.upstreams.len(), "upstream"),
+                plural(s.csp.policies.len(), "CSP policy"),
+                plural(s.campaigns.launches.len(), "launch"),
+                plural(loaded.diagnostics.warnings().count(), "warning")
             );
             ExitCode::SUCCESS
         }
@@ -90,14 +90,25 @@ fn check(path: &std::path::Path) -> ExitCode {
                 eprintln!("{d}");
             }
             eprintln!(
-                "{}: {} errors, {} warnings",
+                "{}: {}, {}",
                 path.display(),
-                diags.errors().count(),
-                diags.warnings().count()
+                plural(diags.errors().count(), "error"),
+                plural(diags.warnings().count(), "warning")
             );
             ExitCode::FAILURE
         }
     }
+}
+
+/// "1 error", "2 errors", "2 CSP policies", "3 launches".
+fn plural(n: usize, word: &str) -> String {
+    let suffix = match (n, word.chars().last()) {
+        (1, _) => "",
+        (_, Some('h')) => "es",
+        (_, Some('y')) => return format!("{n} {}ies", &word[..word.len() - 1]),
+        _ => "s",
+    };
+    format!("{n} {word}{suffix}")
 }
 
 fn run(a: &RunArgs) -> ExitCode {

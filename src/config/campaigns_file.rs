@@ -27,6 +27,12 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
             }
         }
     }
+    // Whether a key is written at all: one that is written but unreadable is reported as such,
+    // not a second time as missing.
+    let ingest_written = head_table.contains_key("ingest_upstream");
+    let sources_written = head_table
+        .get("tag_sources")
+        .is_some_and(|v| !matches!(v.get_ref(), DeValue::Array(a) if a.is_empty()));
     let mut ok = true;
     let head: CampaignsHead = match de(table_value(0..0, head_table), rep) {
         Some(h) => h,
@@ -81,7 +87,7 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
                 Some(mut u) => {
                     u.limit = limit_v;
                     let action = u.action.unwrap_or(UnregisteredAction::Pass);
-                    if action == UnregisteredAction::Divert && head.ingest_upstream.is_none() {
+                    if action == UnregisteredAction::Divert && !ingest_written {
                         rep.error(
                             span,
                             "[unregistered] action = \"divert\" needs `ingest_upstream`",
@@ -129,14 +135,7 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
                         continue;
                     };
                     lf.limit = limit_v;
-                    match launch(
-                        lf,
-                        ispan,
-                        &mut names,
-                        &mut tag_owner,
-                        head.ingest_upstream.is_some(),
-                        rep,
-                    ) {
+                    match launch(lf, ispan, &mut names, &mut tag_owner, ingest_written, rep) {
                         Some(l) => launches.push(l),
                         None => ok = false,
                     }
@@ -148,7 +147,7 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
             }
         }
     }
-    if tag_sources.is_empty() && !launches.is_empty() {
+    if !sources_written && !launches.is_empty() {
         rep.error(
             0..0,
             "tag_sources is empty: no request can carry a campaign tag",

@@ -228,15 +228,29 @@ fn parse_doc<'a>(
     syntax: &mut SyntaxErrors,
 ) -> DeTable<'a> {
     let (doc, errors) = DeTable::parse_recoverable(&file.text);
+    let mut bare_words = Vec::new();
     for e in errors {
         let span = e.span().unwrap_or(0..0);
         let mut msg = tidy(e.message());
-        if msg == "duplicate key"
-            && let Some(k) = file.text.get(span.clone())
-        {
-            msg = format!("duplicate key `{k}`");
+        let text = file.text.get(span.clone()).unwrap_or_default();
+        if msg == "duplicate key" {
+            msg = format!("duplicate key `{text}`");
         } else if msg == "invalid basic string, expected `\"`" {
             msg = "unterminated string, expected a closing `\"` on the same line".into();
+        } else if msg.starts_with("invalid float, expected `inf`")
+            || msg.starts_with("invalid float, expected `nan`")
+        {
+            // `ingest_upstream = ingest` is an unquoted string, not a misspelt `inf`.
+            msg = "string values must be quoted, expected literal string".into();
+            bare_words.push(span.clone());
+        } else if msg.starts_with("string values must be quoted")
+            && text.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+')
+        {
+            // `3OO` may be a mistyped number as much as an unquoted string (`1s`).
+            msg = format!("`{text}` is not a number, and a string value must be quoted");
+        } else if msg.starts_with("invalid boolean") {
+            msg = format!("invalid value `{text}`: a boolean is true or false, a string is quoted");
+            bare_words.push(span.clone());
         }
         syntax.items.push(diags.items.len());
         syntax
@@ -245,36 +259,54 @@ fn parse_doc<'a>(
         diags.push(file, span, Severity::Error, msg);
     }
     let mut doc = doc.into_inner();
-    respan_placeholders(&mut doc);
+    let fix = Placeholders {
+        text: &file.text,
+        bare_words,
+    };
+    fix.table(&mut doc);
     doc
 }
 
-/// A value the parser could not read at all (`a == 1`) comes back with an empty span at the
-/// start of the file; give it its key's place, so any complaint about it lands on that line.
-fn respan_placeholders(table: &mut DeTable<'_>) {
-    for (k, v) in table.iter_mut() {
-        if v.span().is_empty() {
-            let inner = std::mem::replace(v.get_mut(), DeValue::Boolean(false));
-            *v = Spanned::new(k.span(), inner);
-        }
-        respan_children(v);
-    }
+/// Undo two recoveries of the parser that would mislead later checks:
+/// - a value it could not read at all (`a == 1`) comes back as `0` with an empty span at the
+///   start of the file: give it its key's place, so a complaint about it lands on that line;
+/// - an unquoted word starting like `inf`, `nan`, `true` or `false` comes back as that float or
+///   boolean: read it as the string it is, as the parser does for other unquoted words.
+struct Placeholders<'a> {
+    text: &'a str,
+    bare_words: Vec<std::ops::Range<usize>>,
 }
 
-fn respan_children(v: &mut Spanned<DeValue<'_>>) {
-    let span = v.span();
-    match v.get_mut() {
-        DeValue::Table(t) => respan_placeholders(t),
-        DeValue::Array(items) => {
-            for item in items.iter_mut() {
-                if item.span().is_empty() {
-                    let inner = std::mem::replace(item.get_mut(), DeValue::Boolean(false));
-                    *item = Spanned::new(span.clone(), inner);
-                }
-                respan_children(item);
-            }
+impl<'a> Placeholders<'a> {
+    fn table(&self, table: &mut DeTable<'a>) {
+        for (k, v) in table.iter_mut() {
+            self.value(v, k.span());
         }
-        _ => {}
+    }
+
+    fn value(&self, v: &mut Spanned<DeValue<'a>>, parent: std::ops::Range<usize>) {
+        let span = if v.span().is_empty() {
+            parent
+        } else {
+            v.span()
+        };
+        let bare = self.bare_words.contains(&span)
+            && matches!(v.get_ref(), DeValue::Float(_) | DeValue::Boolean(_));
+        let inner = if bare {
+            DeValue::String(self.text.get(span.clone()).unwrap_or_default().into())
+        } else {
+            std::mem::replace(v.get_mut(), DeValue::Boolean(false))
+        };
+        *v = Spanned::new(span.clone(), inner);
+        match v.get_mut() {
+            DeValue::Table(t) => self.table(t),
+            DeValue::Array(items) => {
+                for item in items.iter_mut() {
+                    self.value(item, span.clone());
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -421,6 +453,10 @@ fn tidy(msg: &str) -> String {
         ("invalid type: map", "invalid type: table"),
         ("invalid type: floating point", "invalid type: float"),
         ("unknown variant", "unknown value"),
+        (
+            "expected a TOML datetime",
+            "expected a date-time, written without quotes, e.g. 2026-06-01T09:00:00Z",
+        ),
     ] {
         m = m.replace(rust, toml);
     }
