@@ -4,8 +4,10 @@
 //! (the request id today; CSP and rate-limit headers as those land) is added here, in one place.
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderName, HeaderValue, StatusCode};
 use pingora::http::ResponseHeader;
+
+use crate::limits::request::RateLimitHeaders;
 
 /// Why Seawall answered instead of the upstream. Each reason has its short, fixed body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +21,8 @@ pub enum Reason {
     UpstreamTimeout,
     BadRequest,
     Internal,
+    /// A rate limit rejected the request; its configured status.
+    RateLimited(StatusCode),
 }
 
 impl Reason {
@@ -32,6 +36,7 @@ impl Reason {
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reason::BadRequest => StatusCode::BAD_REQUEST,
             Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Reason::RateLimited(s) => s,
         }
     }
 
@@ -46,6 +51,7 @@ impl Reason {
             Reason::UpstreamTimeout => "the upstream server did not answer in time",
             Reason::BadRequest => "the request could not be read",
             Reason::Internal => "internal error",
+            Reason::RateLimited(_) => "rate limit exceeded",
         }
     }
 
@@ -61,21 +67,59 @@ impl Reason {
 /// Header and body of an answer. The body names the status, the reason and the request id, so a
 /// user who pastes it into a ticket gives the SRE what they need to find the log line.
 pub fn build(reason: Reason, request_id: &str) -> (ResponseHeader, Bytes) {
-    let status = reason.status();
+    let extra: &[(HeaderName, HeaderValue)] = match reason.retry_after() {
+        Some(s) => &[(http::header::RETRY_AFTER, HeaderValue::from_static(s))],
+        None => &[],
+    };
+    render(reason.status(), reason.text(), request_id, extra)
+}
+
+/// The answer to a request a rate limit rejected: its status, `Retry-After` (whole seconds,
+/// rounded up) and the `RateLimit` headers of the limit that rejected it.
+pub fn rate_limited(
+    status: StatusCode,
+    limit: &str,
+    retry_after_s: u64,
+    headers: &RateLimitHeaders,
+    request_id: &str,
+) -> (ResponseHeader, Bytes) {
+    let text = format!("rate limit \"{limit}\" exceeded, retry in {retry_after_s} s");
+    let retry = HeaderValue::from(retry_after_s);
+    render(
+        status,
+        &text,
+        request_id,
+        &[
+            (http::header::RETRY_AFTER, retry),
+            (
+                HeaderName::from_static("ratelimit-policy"),
+                headers.policy.clone(),
+            ),
+            (HeaderName::from_static("ratelimit"), headers.state.clone()),
+        ],
+    )
+}
+
+fn render(
+    status: StatusCode,
+    text: &str,
+    request_id: &str,
+    extra: &[(HeaderName, HeaderValue)],
+) -> (ResponseHeader, Bytes) {
     let body = format!(
-        "{} {}: {}\nrequest id: {request_id}\n",
+        "{} {}: {text}\nrequest id: {request_id}\n",
         status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        reason.text()
+        status.canonical_reason().unwrap_or("")
     );
-    let mut h = ResponseHeader::build(status, Some(6)).expect("a valid status builds a header");
+    let mut h = ResponseHeader::build(status, Some(6 + extra.len()))
+        .expect("a valid status builds a header");
     // These names and values are static or already validated: inserting cannot fail.
     let _ = h.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8");
     let _ = h.insert_header(http::header::CONTENT_LENGTH, body.len());
     let _ = h.insert_header(http::header::CACHE_CONTROL, "no-store");
     let _ = h.insert_header("x-request-id", request_id);
-    if let Some(s) = reason.retry_after() {
-        let _ = h.insert_header(http::header::RETRY_AFTER, s);
+    for (k, v) in extra {
+        let _ = h.insert_header(k.clone(), v.clone());
     }
     (h, Bytes::from(body))
 }

@@ -4,8 +4,8 @@
 //! process do not mix their counts. Names and labels are part of the public contract (CONFIG.md).
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Route label for requests no route matched (route names start with a letter or digit).
@@ -22,6 +22,8 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub upstream_requests: IntCounterVec,
+    pub ratelimit_decisions: IntCounterVec,
+    pub ratelimit_tracked_keys: IntGaugeVec,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
     pub last_reload_success: Gauge,
@@ -83,6 +85,23 @@ impl Metrics {
             &["upstream", "outcome"],
         )
         .expect("static metric definition");
+        let ratelimit_decisions = IntCounterVec::new(
+            Opts::new(
+                "seawall_ratelimit_decisions_total",
+                "Rate-limit decisions, by route, limit and decision \
+                 (passed, delayed, rejected, dry_run_rejected, exempt).",
+            ),
+            &["route", "limit", "decision"],
+        )
+        .expect("static metric definition");
+        let ratelimit_tracked_keys = IntGaugeVec::new(
+            Opts::new(
+                "seawall_ratelimit_tracked_keys",
+                "Keys a limit currently holds state for (bounded by its max_keys).",
+            ),
+            &["route", "limit"],
+        )
+        .expect("static metric definition");
         let config_reloads = IntCounterVec::new(
             Opts::new("seawall_config_reloads_total", "Config reloads, by result."),
             &["result"],
@@ -102,6 +121,8 @@ impl Metrics {
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
             Box::new(upstream_requests.clone()),
+            Box::new(ratelimit_decisions.clone()),
+            Box::new(ratelimit_tracked_keys.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_generation.clone()),
             Box::new(last_reload_success.clone()),
@@ -118,6 +139,8 @@ impl Metrics {
             requests,
             request_duration,
             upstream_requests,
+            ratelimit_decisions,
+            ratelimit_tracked_keys,
             config_reloads,
             config_generation,
             last_reload_success,

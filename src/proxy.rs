@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::ErrorType;
@@ -14,6 +14,9 @@ use pingora_limits::inflight::Guard;
 
 use crate::access_log;
 use crate::answers::{self, Reason};
+use crate::limits;
+use crate::limits::limiter::{Clock, MonotonicClock};
+use crate::limits::request::{Outcome, RateLimitHeaders};
 use crate::metrics::{NO_ROUTE, UpstreamOutcome};
 use crate::snapshot::Snapshot;
 use crate::state::State;
@@ -38,6 +41,8 @@ pub struct Ctx {
     pub outcome: Option<UpstreamOutcome>,
     /// Set when Seawall answered itself.
     pub reason: Option<Reason>,
+    /// `RateLimit-Policy` / `RateLimit` of the route's tightest limit, for the response.
+    pub ratelimit: Option<RateLimitHeaders>,
     connect_failures: usize,
     /// Held to the end of the request: dropping them gives the in-flight slots back.
     _guards: Vec<Guard>,
@@ -112,6 +117,7 @@ impl ProxyHttp for Proxy {
             upstream: None,
             outcome: None,
             reason: None,
+            ratelimit: None,
             connect_failures: 0,
             _guards: Vec::new(),
         }
@@ -157,6 +163,37 @@ impl ProxyHttp for Proxy {
         ctx.route = Some(idx);
         let snap = ctx.snap.clone();
         let route = &snap.routes[idx];
+        if !route.bound.is_empty() {
+            let now = MonotonicClock.now_ms();
+            let req = session.req_header();
+            match limits::request::apply(&route.name, &route.bound, req, ctx.client_ip, now) {
+                Outcome::Pass { delay_ms, headers } => {
+                    ctx.ratelimit = headers;
+                    if delay_ms > 0 {
+                        // As nginx does: the request waits, the worker does not.
+                        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    }
+                }
+                Outcome::Reject {
+                    status,
+                    limit,
+                    retry_after_s,
+                    headers,
+                } => {
+                    ctx.reason = Some(Reason::RateLimited(status));
+                    let (h, body) = answers::rate_limited(
+                        status,
+                        &limit,
+                        retry_after_s,
+                        &headers,
+                        &ctx.request_id,
+                    );
+                    session.write_response_header(Box::new(h), false).await?;
+                    session.write_response_body(Some(body), true).await?;
+                    return Ok(true);
+                }
+            }
+        }
         match take_slot(&self.state, (ROUTE_SLOT, &route.name), route.max_inflight) {
             Some(g) => ctx._guards.extend(g),
             None => {
@@ -275,6 +312,10 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(rl) = &ctx.ratelimit {
+            resp.insert_header("ratelimit-policy", rl.policy.clone())?;
+            resp.insert_header("ratelimit", rl.state.clone())?;
+        }
         Ok(())
     }
 

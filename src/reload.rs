@@ -38,7 +38,7 @@ pub fn reload(state: &State) -> Result<u64, Diagnostics> {
     let mut status = state.status.lock().unwrap_or_else(|e| e.into_inner());
     let now = jiff::Timestamp::now();
     match config::load(&state.config_path) {
-        Ok(loaded) => {
+        Ok(mut loaded) => {
             for w in loaded.diagnostics.warnings() {
                 tracing::warn!("{w}");
             }
@@ -49,6 +49,7 @@ pub fn reload(state: &State) -> Result<u64, Diagnostics> {
                     "these settings changed but only take effect after a restart; the rest of the reload applies"
                 );
             }
+            state.limits.bind(&mut loaded.snapshot, &state.metrics);
             state.snapshot.store(Arc::new(loaded.snapshot));
             status.generation += 1;
             status.loaded_at = now;

@@ -10,7 +10,7 @@ use http::Method;
 use regex::Regex;
 
 use crate::csp::CspChoice;
-use crate::limits::LimitSpec;
+use crate::limits::{BoundLimit, LimitSpec};
 use crate::upstream::Upstream;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +120,9 @@ pub struct Route {
     /// 0 = no cap.
     pub max_inflight: u32,
     pub limits: Vec<LimitSpec>,
+    /// The same limits with their state, attached by [`crate::limits::Registry::bind`] just
+    /// before the snapshot goes live (empty until then).
+    pub bound: Vec<BoundLimit>,
 }
 
 impl Route {

@@ -109,6 +109,12 @@ pub fn build(state: Arc<State>, opts: &RunOptions) -> Server {
             state: state.clone(),
         },
     ));
+    server.add_service(background_service(
+        "limiter upkeep",
+        LimiterUpkeep {
+            state: state.clone(),
+        },
+    ));
     server.add_service(background_service("readiness", Readiness { state }));
     server
 }
@@ -131,6 +137,30 @@ impl BackgroundService for HealthChecks {
                     let now = Instant::now();
                     let checks = snap.upstreams.values().map(|u| u.health_check_if_due(now));
                     futures::future::join_all(checks).await;
+                }
+            }
+        }
+    }
+}
+
+/// Every second: the tracked-keys gauges; every ten: forget drained idle keys (nginx's expiry).
+struct LimiterUpkeep {
+    state: Arc<State>,
+}
+
+#[async_trait]
+impl BackgroundService for LimiterUpkeep {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use crate::limits::limiter::{Clock, MonotonicClock};
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut n: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tick.tick() => {
+                    n += 1;
+                    let snap = self.state.snapshot.load_full();
+                    crate::limits::registry::maintain(&snap, MonotonicClock.now_ms(), n % 10 == 0);
                 }
             }
         }

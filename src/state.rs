@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use arc_swap::ArcSwap;
 use pingora_limits::inflight::Inflight;
 
+use crate::limits::Registry;
 use crate::metrics::Metrics;
 use crate::snapshot::{ProcessSettings, Snapshot};
 
@@ -42,11 +43,16 @@ pub struct State {
     /// True once every public listener accepts connections.
     pub ready: AtomicBool,
     pub status: Mutex<ConfigStatus>,
+    /// Per-key limiter state, kept across reloads by limit identity.
+    pub limits: Registry,
 }
 
 impl State {
-    pub fn new(config_path: PathBuf, snapshot: Snapshot) -> Arc<State> {
+    /// State for a snapshot that passed validation; binds its limits.
+    pub fn new(config_path: PathBuf, mut snapshot: Snapshot) -> Arc<State> {
         let metrics = Metrics::new();
+        let limits = Registry::default();
+        limits.bind(&mut snapshot, &metrics);
         metrics.config_generation.set(1);
         let now = jiff::Timestamp::now();
         metrics
@@ -65,6 +71,7 @@ impl State {
                 last_reload: None,
                 needs_restart: Vec::new(),
             }),
+            limits,
         })
     }
 

@@ -545,6 +545,7 @@ fn route(
         csp,
         max_inflight,
         limits,
+        bound: Vec::new(),
     })
 }
 

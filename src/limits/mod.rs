@@ -1,8 +1,11 @@
 //! Rate limits and concurrency caps.
 //!
-//! This module holds the compiled limit ([`LimitSpec`]) that config loading produces. The
-//! per-key limiter with nginx `limit_req` semantics builds on it (see the rate-limit issue);
-//! until then limits are parsed and validated but not enforced, and the README says so.
+//! - [`LimitSpec`]: a limit as config loading compiles it;
+//! - [`limiter`]: the per-key limiter with nginx `limit_req` semantics and a bounded table;
+//! - [`keys`]: which key a request is limited under;
+//! - [`registry`]: limiter state kept across reloads by limit identity.
+//!
+//! Concurrency caps (`max_inflight`) use pingora-limits' `Inflight` in the proxy.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -13,6 +16,13 @@ use ipnet::IpNet;
 use crate::config::values::{KeySource, Rate};
 
 /// Default `max_keys`: at 64 bytes a key this is under 7 MB per limit.
+pub mod keys;
+pub mod limiter;
+pub mod registry;
+pub mod request;
+
+pub use registry::{BoundLimit, Registry};
+
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 /// One `[[routes.limits]]` (or a campaign's `limit`), checked and ready to use.

@@ -1,0 +1,498 @@
+//! The per-key limiter, decision for decision what nginx's `limit_req` does.
+//!
+//! State per key is nginx's: `excess` in milli-requests and `last`, a millisecond timestamp.
+//! The arithmetic is nginx's integer arithmetic (ngx_http_limit_req_module.c), including its
+//! quirks, so a side-by-side run with nginx agrees request for request:
+//!
+//! ```text
+//! lookup(key, now, account):
+//!   miss:  insert {excess 0, last now}; PASS (free) if account, else AGAIN (charged later)
+//!   hit:   ms = now - last (ms < -60000 -> 1, ms < 0 -> 0)
+//!          e = max(0, excess - rate*ms/1000 + 1000)
+//!          e > burst: REJECT, state untouched
+//!          account: excess = e, last = now if ms != 0; PASS     else: AGAIN (nothing written)
+//! account(key, now): the same update without the burst check (nginx's second phase)
+//! delay = e <= delay_threshold ? 0 : (e - delay_threshold) * 1000 / rate      (ms)
+//! ```
+//!
+//! Several limits on one request ([`decide`]): each is looked up in order, only the last with
+//! `account`; if any rejects, nothing is charged (an earlier fresh key keeps its new empty
+//! entry, as in nginx); otherwise the others are accounted and the longest delay wins.
+//!
+//! Keys live in a sharded table bounded by `max_keys` ([`Limiter`]). At the bound a new key
+//! replaces an entry that is as good as new (drained so far that its next request would be
+//! treated exactly as a never-seen key's), else the least-charged entry that is not being
+//! limited (its next request would pass). An entry whose next request would be rejected is never
+//! evicted, so a flood of new keys cannot reset a victim's limit; and a new visitor is never
+//! refused for lack of room: if every sampled entry is being limited, the new key passes
+//! untracked, as a fresh key's first request would.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use super::LimitSpec;
+
+/// Milliseconds on a monotonic clock. Injected so tests replay traces without sleeping.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> u64;
+}
+
+/// The process's monotonic clock, in ms since the limiter module first used it.
+#[derive(Debug, Clone, Copy)]
+pub struct MonotonicClock;
+
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl Clock for MonotonicClock {
+    fn now_ms(&self) -> u64 {
+        // Start at 1 h so that nginx's "ms < -60000" guard never sees small timestamps wrap.
+        epoch().elapsed().as_millis() as u64 + 3_600_000
+    }
+}
+
+/// A clock tests move by hand.
+#[derive(Debug, Default)]
+pub struct FakeClock(pub AtomicU64);
+
+impl FakeClock {
+    pub fn at(ms: u64) -> FakeClock {
+        FakeClock(AtomicU64::new(ms))
+    }
+
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    pub fn set(&self, ms: u64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FakeClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// nginx's integer parameters of one limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Params {
+    /// Milli-requests per second, truncated as nginx does (`1r/m` = 16).
+    pub rate_m: u64,
+    pub burst_m: u64,
+    /// Excess (milli-requests) below which a request is not delayed; `u64::MAX` = nodelay.
+    pub delay_m: u64,
+    pub max_keys: usize,
+}
+
+impl Params {
+    pub fn from_spec(s: &LimitSpec) -> Params {
+        Params {
+            rate_m: s.rate.milli_per_sec.get(),
+            burst_m: u64::from(s.burst) * 1000,
+            delay_m: if s.nodelay {
+                u64::MAX
+            } else {
+                u64::from(s.delay) * 1000
+            },
+            max_keys: s.max_keys.get(),
+        }
+    }
+
+    /// Delay in ms for a request that leaves `excess` behind.
+    pub fn delay_ms(&self, excess: u64) -> u64 {
+        if excess <= self.delay_m {
+            0
+        } else {
+            (excess - self.delay_m) * 1000 / self.rate_m
+        }
+    }
+}
+
+/// What nginx keeps per key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    last: u64,
+    excess: u32,
+}
+
+/// Keys are already 64-bit hashes: the table uses them as they are.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Table = HashMap<u64, Slot, BuildHasherDefault<IdentityHasher>>;
+
+/// nginx forgets an entry only when it is fully drained and idle at least this long; we do the
+/// same, so an entry's next request costs what it would in nginx.
+pub const RECLAIM_IDLE_MS: u64 = 60_000;
+
+/// How many entries a full shard inspects for a drained one before admitting untracked.
+const EVICT_SCAN: usize = 32;
+
+/// The result of nginx's lookup for one limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Passed and charged (`account`), leaving `excess`.
+    Pass { excess: u64 },
+    /// Would pass; to be charged by [`Limiter::account`].
+    Again { excess: u64 },
+    /// Over the burst; nothing changed. `retry_after_ms`: when the same request would pass.
+    Reject { excess: u64, retry_after_ms: u64 },
+}
+
+pub struct Limiter {
+    rate_m: AtomicU64,
+    burst_m: AtomicU64,
+    delay_m: AtomicU64,
+    shards: Box<[Mutex<Table>]>,
+    shard_cap: AtomicUsize,
+    shard_shift: u32,
+    tracked: AtomicUsize,
+    /// New keys let through untracked because every sampled entry was being limited.
+    pub untracked: AtomicU64,
+    /// Entries evicted at the bound to make room for a new key.
+    pub evicted: AtomicU64,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("params", &self.params())
+            .field("tracked", &self.tracked())
+            .finish()
+    }
+}
+
+/// Shards: enough to keep lock contention low on many cores, few enough that each holds a
+/// useful share of a small `max_keys`.
+fn shard_count(max_keys: usize) -> usize {
+    (max_keys / 64).clamp(1, 64).next_power_of_two().min(64)
+}
+
+impl Limiter {
+    pub fn new(p: Params) -> Limiter {
+        let n = shard_count(p.max_keys);
+        Limiter {
+            rate_m: AtomicU64::new(p.rate_m),
+            burst_m: AtomicU64::new(p.burst_m),
+            delay_m: AtomicU64::new(p.delay_m),
+            shards: (0..n).map(|_| Mutex::new(Table::default())).collect(),
+            shard_cap: AtomicUsize::new((p.max_keys / n).max(1)),
+            shard_shift: 64 - n.trailing_zeros(),
+            tracked: AtomicUsize::new(0),
+            untracked: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+        }
+    }
+
+    pub fn params(&self) -> Params {
+        Params {
+            rate_m: self.rate_m.load(Ordering::Relaxed),
+            burst_m: self.burst_m.load(Ordering::Relaxed),
+            delay_m: self.delay_m.load(Ordering::Relaxed),
+            max_keys: self.shard_cap.load(Ordering::Relaxed) * self.shards.len(),
+        }
+    }
+
+    /// A reload re-rated this limit: new parameters, same keys. A smaller `max_keys` applies as
+    /// entries drain; the shard count stays as built.
+    pub fn set_params(&self, p: Params) {
+        self.rate_m.store(p.rate_m, Ordering::Relaxed);
+        self.burst_m.store(p.burst_m, Ordering::Relaxed);
+        self.delay_m.store(p.delay_m, Ordering::Relaxed);
+        self.shard_cap
+            .store((p.max_keys / self.shards.len()).max(1), Ordering::Relaxed);
+    }
+
+    /// Keys currently tracked.
+    pub fn tracked(&self) -> usize {
+        self.tracked.load(Ordering::Relaxed)
+    }
+
+    fn shard(&self, key: u64) -> &Mutex<Table> {
+        let i = if self.shard_shift >= 64 {
+            0
+        } else {
+            (key >> self.shard_shift) as usize
+        };
+        &self.shards[i]
+    }
+
+    /// nginx's elapsed time, with its guards against a clock that went backwards.
+    fn elapsed(now: u64, last: u64) -> u64 {
+        let ms = now as i128 - last as i128;
+        if ms < -60_000 {
+            1
+        } else if ms < 0 {
+            0
+        } else {
+            ms as u64
+        }
+    }
+
+    fn excess_after(rate_m: u64, slot: Slot, now: u64) -> (u64, u64) {
+        let ms = Self::elapsed(now, slot.last);
+        let drained = rate_m.saturating_mul(ms) / 1000;
+        let e = (u64::from(slot.excess) + 1000).saturating_sub(drained);
+        (e, ms)
+    }
+
+    /// nginx's `ngx_http_limit_req_lookup`.
+    pub fn lookup(&self, key: u64, now: u64, account: bool) -> Lookup {
+        let rate_m = self.rate_m.load(Ordering::Relaxed);
+        let burst_m = self.burst_m.load(Ordering::Relaxed);
+        let mut table = self.shard(key).lock();
+        if let Some(slot) = table.get_mut(&key) {
+            let (e, ms) = Self::excess_after(rate_m, *slot, now);
+            if e > burst_m {
+                let retry_after_ms = ((e - burst_m) * 1000).div_ceil(rate_m);
+                return Lookup::Reject {
+                    excess: e,
+                    retry_after_ms,
+                };
+            }
+            if !account {
+                return Lookup::Again { excess: e };
+            }
+            slot.excess = e as u32;
+            if ms != 0 {
+                slot.last = now;
+            }
+            return Lookup::Pass { excess: e };
+        }
+        self.insert(&mut table, key, now, rate_m);
+        if account {
+            Lookup::Pass { excess: 0 }
+        } else {
+            Lookup::Again { excess: 0 }
+        }
+    }
+
+    /// nginx's `ngx_http_limit_req_account` for one limit: charge a request that passed
+    /// [`Self::lookup`] without `account`. Returns the excess it leaves.
+    pub fn account(&self, key: u64, now: u64) -> u64 {
+        let rate_m = self.rate_m.load(Ordering::Relaxed);
+        let mut table = self.shard(key).lock();
+        let slot = match table.get_mut(&key) {
+            Some(s) => s,
+            None => {
+                // Only possible if the table was full and the key went untracked.
+                if !self.insert(&mut table, key, now, rate_m) {
+                    return 0;
+                }
+                table.get_mut(&key).expect("just inserted")
+            }
+        };
+        let (e, ms) = Self::excess_after(rate_m, *slot, now);
+        slot.excess = e.min(u64::from(u32::MAX)) as u32;
+        if ms != 0 {
+            slot.last = now;
+        }
+        e
+    }
+
+    /// Insert a fresh entry `{excess 0, last now}`. A full shard makes room by evicting, among
+    /// a sample of its entries, one that is as good as new (no decision changes), else the one
+    /// with the least excess among those whose next request would still pass. An entry whose
+    /// next request would be rejected (a key being limited) is never evicted. Returns false (and
+    /// counts it) when every sampled entry is being limited.
+    fn insert(&self, table: &mut Table, key: u64, now: u64, rate_m: u64) -> bool {
+        if table.len() >= self.shard_cap.load(Ordering::Relaxed) {
+            let burst_m = self.burst_m.load(Ordering::Relaxed);
+            let mut best: Option<(u64, u64)> = None;
+            for (k, s) in table.iter().take(EVICT_SCAN) {
+                if Self::as_good_as_new(rate_m, *s, now) {
+                    best = Some((*k, 0));
+                    break;
+                }
+                let (next, _) = Self::excess_after(rate_m, *s, now);
+                if next <= burst_m && best.is_none_or(|(_, e)| next < e) {
+                    best = Some((*k, next));
+                }
+            }
+            match best {
+                Some((k, _)) => {
+                    table.remove(&k);
+                    self.tracked.fetch_sub(1, Ordering::Relaxed);
+                    self.evicted.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    self.untracked.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+            }
+        }
+        table.insert(
+            key,
+            Slot {
+                last: now,
+                excess: 0,
+            },
+        );
+        self.tracked.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// nginx's expiry test: the excess has drained away.
+    fn drained(rate_m: u64, s: Slot, now: u64) -> bool {
+        let ms = Self::elapsed(now, s.last);
+        u64::from(s.excess) <= rate_m.saturating_mul(ms) / 1000
+    }
+
+    /// Drained by one more request's worth too: the next request would leave excess 0 and pass,
+    /// exactly as for a key never seen. Evicting such an entry changes no decision, which is why
+    /// only these make room at the bound.
+    fn as_good_as_new(rate_m: u64, s: Slot, now: u64) -> bool {
+        let ms = Self::elapsed(now, s.last);
+        u64::from(s.excess) + 1000 <= rate_m.saturating_mul(ms) / 1000
+    }
+
+    /// Forget entries that are fully drained and idle for [`RECLAIM_IDLE_MS`], as nginx's
+    /// expiry does. Returns how many were removed.
+    pub fn reclaim(&self, now: u64) -> usize {
+        let rate_m = self.rate_m.load(Ordering::Relaxed);
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut table = shard.lock();
+            let before = table.len();
+            table.retain(|_, s| {
+                !(Self::elapsed(now, s.last) >= RECLAIM_IDLE_MS && Self::drained(rate_m, *s, now))
+            });
+            let shard_cap = self.shard_cap.load(Ordering::Relaxed);
+            if table.capacity() > 4 * shard_cap.max(table.len()).max(16) {
+                table.shrink_to_fit();
+            }
+            removed += before - table.len();
+        }
+        self.tracked.fetch_sub(removed, Ordering::Relaxed);
+        removed
+    }
+}
+
+/// One limit's part in a request's decision.
+pub struct Check<'a> {
+    pub limiter: &'a Limiter,
+    /// `None`: the key is absent (header missing, say) or the client is exempt; the limit does
+    /// not apply, as nginx skips an empty key.
+    pub key: Option<u64>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The limit did not apply (no key, exempt).
+    Skipped,
+    /// Not looked at: an earlier limit rejected (nginx stops at the first).
+    NotReached,
+    Passed {
+        excess: u64,
+    },
+    Delayed {
+        excess: u64,
+        delay_ms: u64,
+    },
+    Rejected {
+        excess: u64,
+        retry_after_ms: u64,
+    },
+    /// Would have rejected; dry run lets it pass uncharged.
+    DryRunRejected {
+        retry_after_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub verdicts: Vec<Verdict>,
+    /// Index of the limit that rejected the request.
+    pub rejected: Option<usize>,
+    /// How long the request waits before it is proxied (the longest of its limits' delays).
+    pub delay_ms: u64,
+}
+
+/// Decide for one request over all its limits, in order (nginx's handler + account).
+pub fn decide(checks: &[Check<'_>], now: u64) -> Decision {
+    let mut verdicts = vec![Verdict::Skipped; checks.len()];
+    let last = checks.iter().rposition(|c| c.key.is_some());
+    let mut lookups: Vec<Option<Lookup>> = vec![None; checks.len()];
+    for (i, c) in checks.iter().enumerate() {
+        let Some(key) = c.key else { continue };
+        let l = c.limiter.lookup(key, now, Some(i) == last);
+        if let Lookup::Reject {
+            excess,
+            retry_after_ms,
+        } = l
+        {
+            if c.dry_run {
+                verdicts[i] = Verdict::DryRunRejected { retry_after_ms };
+                continue;
+            }
+            verdicts[i] = Verdict::Rejected {
+                excess,
+                retry_after_ms,
+            };
+            for v in verdicts.iter_mut().skip(i + 1) {
+                *v = Verdict::NotReached;
+            }
+            // Earlier limits that passed their lookup are not charged.
+            for (j, v) in verdicts.iter_mut().enumerate().take(i) {
+                if lookups[j].is_some() {
+                    *v = Verdict::NotReached;
+                }
+            }
+            return Decision {
+                verdicts,
+                rejected: Some(i),
+                delay_ms: 0,
+            };
+        }
+        lookups[i] = Some(l);
+    }
+    let mut delay_ms = 0;
+    for (i, c) in checks.iter().enumerate() {
+        let excess = match (lookups[i], c.key) {
+            (Some(Lookup::Pass { excess }), _) => excess,
+            (Some(Lookup::Again { .. }), Some(key)) => c.limiter.account(key, now),
+            _ => continue,
+        };
+        let d = c.limiter.params().delay_ms(excess);
+        verdicts[i] = if d > 0 && !c.dry_run {
+            delay_ms = delay_ms.max(d);
+            Verdict::Delayed {
+                excess,
+                delay_ms: d,
+            }
+        } else {
+            Verdict::Passed { excess }
+        };
+    }
+    Decision {
+        verdicts,
+        rejected: None,
+        delay_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,135 @@
+//! A route's limits applied to one request: keys, exemptions, the decision, its metrics, its
+//! log lines and the `RateLimit` headers. The proxy calls [`apply`] and acts on the outcome.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+
+use http::{HeaderValue, StatusCode};
+use pingora::http::RequestHeader;
+
+use super::keys;
+use super::limiter::{Check, Verdict, decide};
+use super::registry::BoundLimit;
+
+/// `RateLimit-Policy` and `RateLimit` for a response.
+#[derive(Debug, Clone)]
+pub struct RateLimitHeaders {
+    pub policy: HeaderValue,
+    pub state: HeaderValue,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// Proxy the request, after waiting `delay_ms` (0 = at once).
+    Pass {
+        delay_ms: u64,
+        headers: Option<RateLimitHeaders>,
+    },
+    /// Answer `status` with `Retry-After: retry_after_s`.
+    Reject {
+        status: StatusCode,
+        limit: std::sync::Arc<str>,
+        retry_after_s: u64,
+        headers: RateLimitHeaders,
+    },
+}
+
+fn state_header(name: &str, r: u64, t: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{name}\";r={r};t={t}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"limit\";r=0"))
+}
+
+/// At most one dry-run log line per limit per second; the line says how many it stands for.
+fn log_dry_run(b: &BoundLimit, route: &str, client: IpAddr, now_ms: u64, retry_after_ms: u64) {
+    let last = b.last_dry_run_log.load(Ordering::Relaxed);
+    if now_ms.saturating_sub(last) < 1000
+        || b.last_dry_run_log
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        b.dry_run_suppressed.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let also = b.dry_run_suppressed.swap(0, Ordering::Relaxed);
+    tracing::info!(
+        route,
+        limit = %b.spec.name,
+        client = %client,
+        retry_after_ms,
+        suppressed_since_last_line = also,
+        "dry run: this request would have been rejected"
+    );
+}
+
+pub fn apply(
+    route: &str,
+    bound: &[BoundLimit],
+    req: &RequestHeader,
+    client: IpAddr,
+    now_ms: u64,
+) -> Outcome {
+    let mut checks = Vec::with_capacity(bound.len());
+    for b in bound {
+        let exempt = !b.spec.exempt.is_empty() && b.spec.exempt.iter().any(|n| n.contains(&client));
+        if exempt {
+            b.counters.exempt.inc();
+        }
+        checks.push(Check {
+            limiter: &b.limiter,
+            key: if exempt {
+                None
+            } else {
+                keys::key(&b.spec.key, req, client)
+            },
+            dry_run: b.spec.dry_run,
+        });
+    }
+    let decision = decide(&checks, now_ms);
+    let mut tightest: Option<(usize, u64, u64)> = None;
+    for (i, (b, v)) in bound.iter().zip(&decision.verdicts).enumerate() {
+        match *v {
+            Verdict::Passed { excess } | Verdict::Delayed { excess, .. } => {
+                if matches!(v, Verdict::Delayed { .. }) {
+                    b.counters.delayed.inc();
+                } else {
+                    b.counters.passed.inc();
+                }
+                let (r, t) = b.remaining(excess);
+                if tightest.is_none_or(|(_, tr, _)| r < tr) {
+                    tightest = Some((i, r, t));
+                }
+            }
+            Verdict::Rejected { .. } => b.counters.rejected.inc(),
+            Verdict::DryRunRejected { retry_after_ms } => {
+                b.counters.dry_run_rejected.inc();
+                log_dry_run(b, route, client, now_ms, retry_after_ms);
+            }
+            Verdict::Skipped | Verdict::NotReached => {}
+        }
+    }
+    if let Some(i) = decision.rejected {
+        let b = &bound[i];
+        let retry_after_ms = match decision.verdicts[i] {
+            Verdict::Rejected { retry_after_ms, .. } => retry_after_ms,
+            _ => 1000,
+        };
+        let retry_after_s = retry_after_ms.div_ceil(1000).max(1);
+        tracing::debug!(route, limit = %b.spec.name, client = %client, retry_after_s, "rate limited");
+        return Outcome::Reject {
+            status: b.spec.status,
+            limit: b.spec.name.clone(),
+            retry_after_s,
+            headers: RateLimitHeaders {
+                policy: b.policy_header.clone(),
+                state: state_header(&b.spec.name, 0, retry_after_s),
+            },
+        };
+    }
+    Outcome::Pass {
+        delay_ms: decision.delay_ms,
+        headers: tightest.map(|(i, r, t)| RateLimitHeaders {
+            policy: bound[i].policy_header.clone(),
+            state: state_header(&bound[i].spec.name, r, t),
+        }),
+    }
+}
