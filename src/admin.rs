@@ -98,6 +98,7 @@ impl Admin {
                 "at": r.at,
             })),
             "needs_restart": status.needs_restart,
+            "last_changes": status.last_changes,
             "warnings": snap.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "routes": routes,
             "upstreams": upstreams,
@@ -128,11 +129,11 @@ impl Admin {
         let state = self.state.clone();
         let result = tokio::task::spawn_blocking(move || crate::reload::reload(&state)).await;
         match result {
-            Ok(Ok(generation)) => json_reply(
-                StatusCode::OK,
+            Ok(Ok(generation)) => json_reply(StatusCode::OK, {
+                let st = self.state.status();
                 json!({ "ok": true, "generation": generation,
-                        "needs_restart": self.state.status().needs_restart }),
-            ),
+                            "needs_restart": st.needs_restart, "changes": st.last_changes })
+            }),
             Ok(Err(diags)) => json_reply(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 json!({ "ok": false,

@@ -21,6 +21,8 @@
 //! | [`answers`] | responses Seawall writes itself (404, 502, 503, 504) |
 //! | [`admin`] | `/metrics`, `/-/healthy`, `/-/ready`, `/-/config`, `POST /-/reload` |
 //! | [`reload`] | load, validate, swap or keep the old config |
+//! | [`watch`] | reload triggers: file changes (notify) and SIGHUP |
+//! | [`diff`] | what a reload changed; upstream pools it keeps |
 //! | [`server`] | the Pingora server and its services |
 //! | [`demo`] | the built-in demo origin, tag hosts and ingestion sink |
 //!
@@ -46,6 +48,7 @@ pub mod client_ip;
 pub mod config;
 pub mod csp;
 pub mod demo;
+pub mod diff;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
@@ -56,3 +59,4 @@ pub mod server;
 pub mod snapshot;
 pub mod state;
 pub mod upstream;
+pub mod watch;

@@ -1,7 +1,10 @@
 //! One reload path: load all three files, validate and compile them off the request path, then
 //! swap the snapshot in a single store. A bad config is rejected whole and the old one stays.
 //!
-//! Triggered today by `POST /-/reload`; the file watcher and SIGHUP call the same function.
+//! Three triggers call [`reload`]: `POST /-/reload`, SIGHUP and a change to any of the three
+//! files ([`crate::watch`]). Reloads are serialized; requests in flight finish on the snapshot
+//! they started with. Limiter state is kept by limit identity and unchanged upstream pools are
+//! kept as they are (health state included).
 
 use std::sync::Arc;
 
@@ -49,8 +52,12 @@ pub fn reload(state: &State) -> Result<u64, Diagnostics> {
                     "these settings changed but only take effect after a restart; the rest of the reload applies"
                 );
             }
+            let old = state.snapshot.load_full();
+            let changes = crate::diff::describe(&old, &loaded.snapshot);
+            crate::diff::carry_pools(&old, &mut loaded.snapshot);
             state.limits.bind(&mut loaded.snapshot, &state.metrics);
             state.snapshot.store(Arc::new(loaded.snapshot));
+            drop(old);
             status.generation += 1;
             status.loaded_at = now;
             status.needs_restart = restart;
@@ -64,7 +71,22 @@ pub fn reload(state: &State) -> Result<u64, Diagnostics> {
             m.config_generation.set(status.generation as i64);
             m.last_reload_success
                 .set(now.as_millisecond() as f64 / 1000.0);
-            tracing::info!(generation = status.generation, "config reloaded");
+            if changes.is_empty() {
+                tracing::info!(
+                    generation = status.generation,
+                    "config reloaded: no changes"
+                );
+            } else {
+                tracing::info!(
+                    generation = status.generation,
+                    changes = changes.len(),
+                    "config reloaded"
+                );
+                for c in &changes {
+                    tracing::info!(generation = status.generation, "changed: {c}");
+                }
+            }
+            status.last_changes = changes;
             Ok(status.generation)
         }
         Err(diags) => {

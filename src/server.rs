@@ -115,6 +115,12 @@ pub fn build(state: Arc<State>, opts: &RunOptions) -> Server {
             state: state.clone(),
         },
     ));
+    server.add_service(background_service(
+        "config watcher",
+        crate::watch::Watcher {
+            state: state.clone(),
+        },
+    ));
     server.add_service(background_service("readiness", Readiness { state }));
     server
 }

@@ -29,6 +29,8 @@ pub struct ConfigStatus {
     pub last_reload: Option<ReloadRecord>,
     /// Settings changed in the files that only take effect after a restart.
     pub needs_restart: Vec<String>,
+    /// What the last successful reload changed, one line per change.
+    pub last_changes: Vec<String>,
 }
 
 pub struct State {
@@ -70,6 +72,7 @@ impl State {
                 loaded_at: now,
                 last_reload: None,
                 needs_restart: Vec::new(),
+                last_changes: Vec::new(),
             }),
             limits,
         })

@@ -93,6 +93,16 @@ impl Upstream {
         }
     }
 
+    /// Same servers, timeouts, cap and health check: a reload may keep this pool as it is.
+    pub fn same_definition(&self, other: &Upstream) -> bool {
+        self.servers == other.servers
+            && self.connect_timeout == other.connect_timeout
+            && self.read_timeout == other.read_timeout
+            && self.write_timeout == other.write_timeout
+            && self.max_inflight == other.max_inflight
+            && self.health == other.health
+    }
+
     /// The next healthy server in round-robin order, as a Pingora peer with our timeouts.
     pub fn peer(&self) -> Option<HttpPeer> {
         let backend = self.lb.select(b"", self.servers.len().max(1) * 2)?;
