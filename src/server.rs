@@ -166,7 +166,7 @@ impl BackgroundService for LimiterUpkeep {
                 _ = tick.tick() => {
                     n += 1;
                     let snap = self.state.snapshot.load_full();
-                    crate::limits::registry::maintain(&snap, MonotonicClock.now_ms(), n % 10 == 0);
+                    crate::limits::registry::maintain(&snap, MonotonicClock.now_ms(), n.is_multiple_of(10));
                 }
             }
         }
