@@ -27,6 +27,10 @@ struct Line<'a> {
     upstream_outcome: Option<&'static str>,
     /// Set when Seawall answered itself (no route, cap reached, upstream failure).
     answered_by_seawall: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    campaign: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    campaign_action: Option<&'a str>,
     duration_ms: f64,
     bytes_sent: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,6 +66,8 @@ pub fn write(
         upstream: ctx.upstream.as_ref().map(|u| &*u.name),
         upstream_outcome: ctx.outcome.map(|o| o.label()),
         answered_by_seawall: ctx.reason.is_some(),
+        campaign: ctx.campaign.as_ref().map(|(n, _)| n.as_ref()),
+        campaign_action: ctx.campaign.as_ref().map(|(_, a)| *a),
         duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
         bytes_sent: session.body_bytes_sent(),
         error: e.map(|e| e.to_string()),

@@ -23,13 +23,20 @@ pub enum Reason {
     Internal,
     /// A rate limit rejected the request; its configured status.
     RateLimited(StatusCode),
+    /// A paused launch, or an unregistered tag under `action = "reject"`.
+    CampaignRefused,
+    /// A diverted request whose ingestion upstream failed: never sent to the app instead.
+    IngestUnavailable,
 }
 
 impl Reason {
     pub fn status(self) -> StatusCode {
         match self {
             Reason::NoRoute => StatusCode::NOT_FOUND,
-            Reason::RouteBusy | Reason::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::RouteBusy
+            | Reason::UpstreamBusy
+            | Reason::CampaignRefused
+            | Reason::IngestUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reason::NoHealthyServer | Reason::UpstreamUnreachable | Reason::UpstreamFailed => {
                 StatusCode::BAD_GATEWAY
             }
@@ -52,6 +59,8 @@ impl Reason {
             Reason::BadRequest => "the request could not be read",
             Reason::Internal => "internal error",
             Reason::RateLimited(_) => "rate limit exceeded",
+            Reason::CampaignRefused => "this campaign is not being accepted right now, retry later",
+            Reason::IngestUnavailable => "sign-ups are queued elsewhere right now, retry shortly",
         }
     }
 
@@ -59,6 +68,8 @@ impl Reason {
     fn retry_after(self) -> Option<&'static str> {
         match self {
             Reason::RouteBusy | Reason::UpstreamBusy => Some("1"),
+            Reason::IngestUnavailable => Some("5"),
+            Reason::CampaignRefused => Some("60"),
             _ => None,
         }
     }

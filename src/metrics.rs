@@ -4,8 +4,8 @@
 //! process do not mix their counts. Names and labels are part of the public contract (CONFIG.md).
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Route label for requests no route matched (route names start with a letter or digit).
@@ -24,6 +24,11 @@ pub struct Metrics {
     pub upstream_requests: IntCounterVec,
     pub ratelimit_decisions: IntCounterVec,
     pub ratelimit_tracked_keys: IntGaugeVec,
+    pub campaign_requests: IntCounterVec,
+    pub campaign_unregistered_tags: IntCounterVec,
+    pub campaign_observed_rps: GaugeVec,
+    pub campaign_expected_rps: GaugeVec,
+    pub campaign_load_ratio: GaugeVec,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
     pub last_reload_success: Gauge,
@@ -102,6 +107,47 @@ impl Metrics {
             &["route", "limit"],
         )
         .expect("static metric definition");
+        let campaign_requests = IntCounterVec::new(
+            Opts::new(
+                "seawall_campaign_requests_total",
+                "Campaign-tagged requests, by campaign (launch name or \"unregistered\") and action \
+                 (divert, pass, pause, reject, limited).",
+            ),
+            &["campaign", "action"],
+        )
+        .expect("static metric definition");
+        let campaign_unregistered_tags = IntCounterVec::new(
+            Opts::new(
+                "seawall_campaign_unregistered_tags_total",
+                "Requests carrying a tag no launch names, by tag (the first 100 tags; then \"other\").",
+            ),
+            &["tag"],
+        )
+        .expect("static metric definition");
+        let campaign_observed_rps = GaugeVec::new(
+            Opts::new(
+                "seawall_campaign_observed_rps",
+                "Requests per second of each campaign, averaged over the last 5 s.",
+            ),
+            &["campaign"],
+        )
+        .expect("static metric definition");
+        let campaign_expected_rps = GaugeVec::new(
+            Opts::new(
+                "seawall_campaign_expected_peak_rps",
+                "The launch ticket's expected_peak_rps.",
+            ),
+            &["campaign"],
+        )
+        .expect("static metric definition");
+        let campaign_load_ratio = GaugeVec::new(
+            Opts::new(
+                "seawall_campaign_load_ratio",
+                "Observed rate divided by expected_peak_rps: 3.2 = the launch runs at 3.2x what its ticket said.",
+            ),
+            &["campaign"],
+        )
+        .expect("static metric definition");
         let config_reloads = IntCounterVec::new(
             Opts::new("seawall_config_reloads_total", "Config reloads, by result."),
             &["result"],
@@ -123,6 +169,11 @@ impl Metrics {
             Box::new(upstream_requests.clone()),
             Box::new(ratelimit_decisions.clone()),
             Box::new(ratelimit_tracked_keys.clone()),
+            Box::new(campaign_requests.clone()),
+            Box::new(campaign_unregistered_tags.clone()),
+            Box::new(campaign_observed_rps.clone()),
+            Box::new(campaign_expected_rps.clone()),
+            Box::new(campaign_load_ratio.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_generation.clone()),
             Box::new(last_reload_success.clone()),
@@ -141,6 +192,11 @@ impl Metrics {
             upstream_requests,
             ratelimit_decisions,
             ratelimit_tracked_keys,
+            campaign_requests,
+            campaign_unregistered_tags,
+            campaign_observed_rps,
+            campaign_expected_rps,
+            campaign_load_ratio,
             config_reloads,
             config_generation,
             last_reload_success,

@@ -14,6 +14,7 @@ use pingora_limits::inflight::Guard;
 
 use crate::access_log;
 use crate::answers::{self, Reason};
+use crate::campaign::{self, Action};
 use crate::limits;
 use crate::limits::limiter::{Clock, MonotonicClock};
 use crate::limits::request::{Outcome, RateLimitHeaders};
@@ -43,6 +44,10 @@ pub struct Ctx {
     pub reason: Option<Reason>,
     /// `RateLimit-Policy` / `RateLimit` of the route's tightest limit, for the response.
     pub ratelimit: Option<RateLimitHeaders>,
+    /// Campaign name (launch or "unregistered") and action label, for tagged requests.
+    pub campaign: Option<(Arc<str>, &'static str)>,
+    /// Sent to the ingestion upstream: failures answer 503, never the app.
+    pub diverted: bool,
     connect_failures: usize,
     /// Held to the end of the request: dropping them gives the in-flight slots back.
     _guards: Vec<Guard>,
@@ -101,6 +106,39 @@ fn take_slot(state: &State, key: (u8, &str), cap: u32) -> Option<Option<Guard>> 
     }
 }
 
+impl Proxy {
+    /// Count a campaign request towards its launch's observed rate, and note unregistered tags.
+    fn record_campaign(&self, c: &campaign::Classified<'_>, path: &str) {
+        match c.launch {
+            Some(l) => {
+                if let Some(counter) = &l.counter {
+                    counter.hit();
+                }
+            }
+            None => {
+                let stats = &self.state.campaigns;
+                stats.hit_unregistered();
+                let label = stats.unregistered_tag(&c.tag, path, MonotonicClock.now_ms());
+                self.state
+                    .metrics
+                    .campaign_unregistered_tags
+                    .with_label_values(&[&label])
+                    .inc();
+            }
+        }
+    }
+
+    fn count_campaign(&self, ctx: &Ctx) {
+        if let Some((name, action)) = &ctx.campaign {
+            self.state
+                .metrics
+                .campaign_requests
+                .with_label_values(&[name.as_ref(), action])
+                .inc();
+        }
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for Proxy {
     type CTX = Ctx;
@@ -118,6 +156,8 @@ impl ProxyHttp for Proxy {
             outcome: None,
             reason: None,
             ratelimit: None,
+            campaign: None,
+            diverted: false,
             connect_failures: 0,
             _guards: Vec::new(),
         }
@@ -163,10 +203,31 @@ impl ProxyHttp for Proxy {
         ctx.route = Some(idx);
         let snap = ctx.snap.clone();
         let route = &snap.routes[idx];
-        if !route.bound.is_empty() {
+        // Campaign classification, once per request.
+        let class = if snap.campaigns.tag_sources.is_empty() {
+            None
+        } else {
+            let req = session.req_header();
+            campaign::classify(&snap.campaigns, req, req.uri.path(), self.state.wall_now())
+        };
+        if let Some(c) = &class {
+            self.record_campaign(c, session.req_header().uri.path());
+            ctx.campaign = Some((Arc::from(c.campaign), c.action_label));
+            if c.action == Action::Refuse {
+                self.count_campaign(ctx);
+                send_answer(session, ctx, Reason::CampaignRefused).await?;
+                return Ok(true);
+            }
+        }
+        let campaign_limit = class.as_ref().and_then(|c| c.limit);
+        if !route.bound.is_empty() || campaign_limit.is_some() {
+            let limits: Vec<&limits::BoundLimit> = campaign_limit
+                .into_iter()
+                .chain(route.bound.iter())
+                .collect();
             let now = MonotonicClock.now_ms();
             let req = session.req_header();
-            match limits::request::apply(&route.name, &route.bound, req, ctx.client_ip, now) {
+            match limits::request::apply(&route.name, &limits, req, ctx.client_ip, now) {
                 Outcome::Pass { delay_ms, headers } => {
                     ctx.ratelimit = headers;
                     if delay_ms > 0 {
@@ -179,7 +240,13 @@ impl ProxyHttp for Proxy {
                     limit,
                     retry_after_s,
                     headers,
+                    ..
                 } => {
+                    // A tagged request stopped by any limit (its campaign's or the route's).
+                    if let Some((_, action)) = &mut ctx.campaign {
+                        *action = "limited";
+                    }
+                    self.count_campaign(ctx);
                     ctx.reason = Some(Reason::RateLimited(status));
                     let (h, body) = answers::rate_limited(
                         status,
@@ -194,6 +261,7 @@ impl ProxyHttp for Proxy {
                 }
             }
         }
+        self.count_campaign(ctx);
         match take_slot(&self.state, (ROUTE_SLOT, &route.name), route.max_inflight) {
             Some(g) => ctx._guards.extend(g),
             None => {
@@ -201,7 +269,15 @@ impl ProxyHttp for Proxy {
                 return Ok(true);
             }
         }
-        let upstream = route.upstream.clone();
+        // A diverted request goes to the ingestion upstream and never falls back to the app.
+        let diverted = class.as_ref().is_some_and(|c| c.action == Action::Divert);
+        let upstream = match (&snap.campaigns.ingest, diverted) {
+            (Some(ingest), true) => {
+                ctx.diverted = true;
+                ingest.clone()
+            }
+            _ => route.upstream.clone(),
+        };
         match take_slot(
             &self.state,
             (UPSTREAM_SLOT, &upstream.name),
@@ -211,7 +287,12 @@ impl ProxyHttp for Proxy {
             None => {
                 ctx.upstream = Some(upstream);
                 ctx.outcome = Some(UpstreamOutcome::Overloaded);
-                send_answer(session, ctx, Reason::UpstreamBusy).await?;
+                let reason = if ctx.diverted {
+                    Reason::IngestUnavailable
+                } else {
+                    Reason::UpstreamBusy
+                };
+                send_answer(session, ctx, reason).await?;
                 return Ok(true);
             }
         }
@@ -292,6 +373,11 @@ impl ProxyHttp for Proxy {
             up.insert_header("x-forwarded-proto", scheme)?;
         }
         up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        // Only Seawall says which campaign a request belongs to.
+        up.remove_header("x-seawall-campaign");
+        if let Some((name, _)) = &ctx.campaign {
+            up.insert_header("x-seawall-campaign", name.as_ref())?;
+        }
         Ok(())
     }
 
@@ -357,6 +443,12 @@ impl ProxyHttp for Proxy {
                 _ => UpstreamOutcome::Error,
             });
         }
+        // A diverted request is never retried on the app: its failure is a 503 to retry later.
+        let reason = if ctx.diverted && reason != Reason::BadRequest {
+            Reason::IngestUnavailable
+        } else {
+            reason
+        };
         let code = reason.status().as_u16();
         // A response already under way cannot be replaced; the connection is closed instead.
         if session.response_written().is_none() {

@@ -56,6 +56,9 @@ pub fn reload(state: &State) -> Result<u64, Diagnostics> {
             let changes = crate::diff::describe(&old, &loaded.snapshot);
             crate::diff::carry_pools(&old, &mut loaded.snapshot);
             state.limits.bind(&mut loaded.snapshot, &state.metrics);
+            state
+                .campaigns
+                .bind(&mut loaded.snapshot.campaigns, &state.metrics);
             state.snapshot.store(Arc::new(loaded.snapshot));
             drop(old);
             status.generation += 1;

@@ -149,7 +149,8 @@ impl BackgroundService for HealthChecks {
     }
 }
 
-/// Every second: the tracked-keys gauges; every ten: forget drained idle keys (nginx's expiry).
+/// Every second: the tracked-keys gauges and campaign rates; every ten: forget drained idle keys
+/// (nginx's expiry).
 struct LimiterUpkeep {
     state: Arc<State>,
 }
@@ -167,6 +168,7 @@ impl BackgroundService for LimiterUpkeep {
                     n += 1;
                     let snap = self.state.snapshot.load_full();
                     crate::limits::registry::maintain(&snap, MonotonicClock.now_ms(), n.is_multiple_of(10));
+                    self.state.campaigns.tick(&snap.campaigns, &self.state.metrics);
                 }
             }
         }

@@ -47,6 +47,10 @@ pub struct State {
     pub status: Mutex<ConfigStatus>,
     /// Per-key limiter state, kept across reloads by limit identity.
     pub limits: Registry,
+    /// Campaign rates and unregistered tags seen.
+    pub campaigns: crate::campaign::stats::Stats,
+    /// Added to the wall clock for launch windows: tests move time without sleeping.
+    pub wall_offset_ms: std::sync::atomic::AtomicI64,
 }
 
 impl State {
@@ -55,6 +59,8 @@ impl State {
         let metrics = Metrics::new();
         let limits = Registry::default();
         limits.bind(&mut snapshot, &metrics);
+        let campaigns = crate::campaign::stats::Stats::default();
+        campaigns.bind(&mut snapshot.campaigns, &metrics);
         metrics.config_generation.set(1);
         let now = jiff::Timestamp::now();
         metrics
@@ -75,7 +81,19 @@ impl State {
                 last_changes: Vec::new(),
             }),
             limits,
+            campaigns,
+            wall_offset_ms: std::sync::atomic::AtomicI64::new(0),
         })
+    }
+
+    /// The time launch windows are judged by.
+    pub fn wall_now(&self) -> jiff::Timestamp {
+        let offset = self
+            .wall_offset_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let now = jiff::Timestamp::now();
+        now.checked_add(jiff::SignedDuration::from_millis(offset))
+            .unwrap_or(now)
     }
 
     pub fn status(&self) -> ConfigStatus {

@@ -230,8 +230,8 @@ ingest_upstream = "ingest"
 [[launch]]
 name = "summer-sale"
 tags = ["SUMMERSALE20"]
-starts = 2026-06-01T09:00:00Z
-ends = 2026-06-30T23:59:59Z
+starts = 2036-06-01T09:00:00Z
+ends = 2036-06-30T23:59:59Z
 "#)),
         run_binary: true,
         ..NONE
@@ -915,6 +915,46 @@ upstream = "app"
             "seawall.toml:17:11: warning: delay = 5 is above burst = 2: no request will be delayed",
             "seawall.toml:24:11: warning: delay is ignored when nodelay = true",
         ],
+        ..NONE
+    },
+    Case {
+        name: "campaign_check_warnings",
+        // Loads (warnings only): an ended launch, a target no route matches, a global limit
+        // far below the launch's own expected peak.
+        main: t(r#"[server]
+listen = ["127.0.0.1:8080"]
+campaigns_file = "campaigns.toml"
+
+[upstreams.app]
+servers = ["127.0.0.1:3000"]
+
+[[routes]]
+name = "api"
+path_prefix = "/api/"
+upstream = "app"
+"#),
+        campaigns: Some(t(r#"tag_sources = ["query:ref"]
+
+[[launch]]
+name = "spring"
+tags = ["SPRING"]
+ends = 2020-04-30T00:00:00Z
+action = "pass"
+
+[[launch]]
+name = "big"
+tags = ["BIG"]
+expected_peak_rps = 300
+targets = ["/api/signup", "/signup"]
+action = "pass"
+limit = { key = "global", rate = "50r/s", burst = 10 }
+"#)),
+        expect: &[
+            "campaigns.toml:4:8: warning: launch \"spring\" ended at 2020-04-30T00:00:00Z: its tags now count as unregistered; remove it or move `ends`",
+            "campaigns.toml:10:8: warning: launch \"big\": limit 50r/s is far below expected_peak_rps 300: most of the expected traffic would be rejected with 429",
+            "campaigns.toml:13:27: warning: target \"/signup\" matches no route: such requests get 404 before any campaign rule",
+        ],
+        run_binary: true,
         ..NONE
     },
     Case {

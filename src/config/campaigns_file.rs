@@ -103,13 +103,18 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
                         }
                         None => None,
                     };
-                    Unregistered { action, limit }
+                    Unregistered {
+                        action,
+                        limit,
+                        bound: None,
+                    }
                 }
                 None => {
                     ok = false;
                     Unregistered {
                         action: UnregisteredAction::Pass,
                         limit: None,
+                        bound: None,
                     }
                 }
             }
@@ -117,6 +122,7 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
         None => Unregistered {
             action: UnregisteredAction::Pass,
             limit: None,
+            bound: None,
         },
     };
 
@@ -154,11 +160,17 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
         );
         ok = false;
     }
+    let by_tag = launches
+        .iter()
+        .enumerate()
+        .flat_map(|(i, l)| l.tags.iter().map(move |t| (t.clone(), i)))
+        .collect();
     ok.then_some(Campaigns {
         tag_sources,
         ingest,
         unregistered,
         launches,
+        by_tag,
     })
 }
 
@@ -318,5 +330,55 @@ fn launch(
         new_fields: lf.new_fields,
         action,
         limit,
+        name_span: lf.name.span(),
+        target_spans: lf.targets.iter().map(|t| t.span()).collect(),
+        bound: None,
+        counter: None,
     })
+}
+
+/// `seawall check` warnings that need the routes: launches whose window has ended, targets no
+/// route can match, and a campaign limit far below the launch's own expected peak.
+pub(super) fn warn_against_routes(
+    c: &Campaigns,
+    routes: &[crate::routing::Route],
+    now: jiff::Timestamp,
+    rep: &mut Reporter,
+) {
+    for l in &c.launches {
+        if let Some(end) = l.ends
+            && end < now
+        {
+            rep.warn(
+                l.name_span.clone(),
+                format!(
+                    "launch {:?} ended at {end}: its tags now count as unregistered; \
+                     remove it or move `ends`",
+                    l.name
+                ),
+            );
+        }
+        for (t, span) in l.targets.iter().zip(&l.target_spans) {
+            if !routes.iter().any(|r| r.path.matches(t)) {
+                rep.warn(
+                    span.clone(),
+                    format!("target {t:?} matches no route: such requests get 404 before any campaign rule"),
+                );
+            }
+        }
+        if let (Some(limit), Some(expected)) = (&l.limit, l.expected_peak_rps) {
+            let per_sec = limit.rate.count as f64 / limit.rate.per_secs as f64;
+            let global = matches!(limit.key, crate::config::values::KeySource::Global);
+            if global && per_sec * 2.0 < expected {
+                rep.warn(
+                    l.name_span.clone(),
+                    format!(
+                        "launch {:?}: limit {} is far below expected_peak_rps {expected}: \
+                         most of the expected traffic would be rejected with 429",
+                        l.name, limit.rate
+                    ),
+                );
+            }
+        }
+    }
 }

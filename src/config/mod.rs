@@ -73,22 +73,24 @@ pub fn load(main_path: &Path) -> Result<Loaded, Diagnostics> {
         }
         None => Some(Default::default()),
     };
-    let campaigns = match &head.campaigns_file {
-        Some(p) => {
-            let file = read_named(&main, p, &base_dir, &mut diags, &mut digests);
-            file.map(|f| {
-                let doc = parse_doc(&f, &mut diags, &mut syntax);
-                campaigns_file::compile(
-                    doc,
-                    &head,
-                    &mut Reporter {
-                        file: &f,
-                        diags: &mut diags,
-                    },
-                )
-            })
+    let campaigns_src = head
+        .campaigns_file
+        .as_ref()
+        .and_then(|p| read_named(&main, p, &base_dir, &mut diags, &mut digests));
+    let campaigns = match (&head.campaigns_file, &campaigns_src) {
+        (Some(_), Some(f)) => {
+            let doc = parse_doc(f, &mut diags, &mut syntax);
+            Some(campaigns_file::compile(
+                doc,
+                &head,
+                &mut Reporter {
+                    file: f,
+                    diags: &mut diags,
+                },
+            ))
         }
-        None => Some(Some(Default::default())),
+        (Some(_), None) => None,
+        (None, _) => Some(Some(Default::default())),
     };
     let campaigns = campaigns.flatten();
     // `None` when the CSP file could not be read (already reported at `csp_file`): routes then
@@ -101,6 +103,17 @@ pub fn load(main_path: &Path) -> Result<Loaded, Diagnostics> {
             diags: &mut diags,
         },
     );
+    if let (Some(c), Some(f)) = (&campaigns, &campaigns_src) {
+        campaigns_file::warn_against_routes(
+            c,
+            &routes,
+            jiff::Timestamp::now(),
+            &mut Reporter {
+                file: f,
+                diags: &mut diags,
+            },
+        );
+    }
     let csp = csp.unwrap_or_default();
     syntax.drop_cascades(&mut diags);
     diags.sort(&digests.iter().map(|d| d.path.as_str()).collect::<Vec<_>>());

@@ -19,6 +19,9 @@ use super::limiter::{Limiter, Params};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
+/// The `route` label and identity scope of campaign limits.
+pub const CAMPAIGN_SCOPE: &str = "campaign";
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Identity {
     pub scope: Arc<str>,
@@ -126,24 +129,37 @@ impl Registry {
     /// Attach state to every limit of a snapshot that passed validation, then forget limits
     /// the snapshot no longer has. Call just before the snapshot is stored.
     pub fn bind(&self, snap: &mut Snapshot, metrics: &Metrics) {
+        let mut live = std::collections::HashSet::new();
+        let mut note = |scope: &Arc<str>, s: &LimitSpec| {
+            live.insert(Identity {
+                scope: scope.clone(),
+                limit: s.name.clone(),
+                key: s.key.to_string(),
+            });
+        };
         for route in &mut snap.routes {
             route.bound = route
                 .limits
                 .iter()
                 .map(|spec| self.bind_one(&route.name, spec, metrics))
                 .collect();
+            for s in &route.limits {
+                note(&route.name, s);
+            }
         }
-        let live: std::collections::HashSet<Identity> = snap
-            .routes
-            .iter()
-            .flat_map(|r| {
-                r.limits.iter().map(|s| Identity {
-                    scope: r.name.clone(),
-                    limit: s.name.clone(),
-                    key: s.key.to_string(),
-                })
-            })
-            .collect();
+        // Campaign limits count across routes; their metrics say route="campaign".
+        let scope: Arc<str> = Arc::from(CAMPAIGN_SCOPE);
+        let c = &mut snap.campaigns;
+        for l in &mut c.launches {
+            if let Some(spec) = &l.limit {
+                l.bound = Some(self.bind_one(&scope, spec, metrics));
+                note(&scope, spec);
+            }
+        }
+        if let Some(spec) = &c.unregistered.limit {
+            c.unregistered.bound = Some(self.bind_one(&scope, spec, metrics));
+            note(&scope, spec);
+        }
         self.limiters.lock().retain(|id, _| live.contains(id));
         // Series of removed limits would otherwise report their last value forever.
         for label_set in stale_series(&live, metrics) {
@@ -193,12 +209,21 @@ fn stale_series(
 /// Refresh the tracked-keys gauges and reclaim drained keys; the maintenance service calls
 /// this every second.
 pub fn maintain(snap: &Snapshot, now_ms: u64, reclaim: bool) {
-    for route in &snap.routes {
-        for b in &route.bound {
-            if reclaim {
-                b.limiter.reclaim(now_ms);
-            }
-            b.tracked.set(b.limiter.tracked() as i64);
+    let c = &snap.campaigns;
+    let campaign = c
+        .launches
+        .iter()
+        .filter_map(|l| l.bound.as_ref())
+        .chain(c.unregistered.bound.as_ref());
+    for b in snap
+        .routes
+        .iter()
+        .flat_map(|r| r.bound.iter())
+        .chain(campaign)
+    {
+        if reclaim {
+            b.limiter.reclaim(now_ms);
         }
+        b.tracked.set(b.limiter.tracked() as i64);
     }
 }

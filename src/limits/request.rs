@@ -25,8 +25,9 @@ pub enum Outcome {
         delay_ms: u64,
         headers: Option<RateLimitHeaders>,
     },
-    /// Answer `status` with `Retry-After: retry_after_s`.
+    /// Answer `status` with `Retry-After: retry_after_s`. `index`: the limit that rejected.
     Reject {
+        index: usize,
         status: StatusCode,
         limit: std::sync::Arc<str>,
         retry_after_s: u64,
@@ -61,9 +62,10 @@ fn log_dry_run(b: &BoundLimit, route: &str, client: IpAddr, now_ms: u64, retry_a
     );
 }
 
+/// Apply `bound` (a campaign's limit first, if any, then the route's) to a request.
 pub fn apply(
     route: &str,
-    bound: &[BoundLimit],
+    bound: &[&BoundLimit],
     req: &RequestHeader,
     client: IpAddr,
     now_ms: u64,
@@ -116,6 +118,7 @@ pub fn apply(
         let retry_after_s = retry_after_ms.div_ceil(1000).max(1);
         tracing::debug!(route, limit = %b.spec.name, client = %client, retry_after_s, "rate limited");
         return Outcome::Reject {
+            index: i,
             status: b.spec.status,
             limit: b.spec.name.clone(),
             retry_after_s,

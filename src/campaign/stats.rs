@@ -1,0 +1,186 @@
+//! What campaign traffic is doing: each launch's observed rate against its expected peak, and the
+//! unregistered tags seen (logged the first time, then at most every ten seconds per tag).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use super::{Campaigns, UNREGISTERED};
+use crate::metrics::Metrics;
+
+/// Seconds over which the observed rate is averaged.
+const RATE_WINDOW_S: usize = 5;
+/// Distinct unregistered tags that get their own metric label; later ones count as `other`.
+pub const MAX_TAG_LABELS: usize = 100;
+/// At most one "still arriving" line per tag in this many ms.
+const TAG_LOG_EVERY_MS: u64 = 10_000;
+
+/// Requests of one campaign, turned into a rate by [`Stats::tick`] every second.
+#[derive(Debug, Default)]
+pub struct RateCounter {
+    total: AtomicU64,
+    window: Mutex<(u64, VecDeque<u64>)>,
+}
+
+impl RateCounter {
+    pub fn hit(&self) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests per second over the last few seconds; call once a second.
+    fn tick(&self) -> f64 {
+        let total = self.total.load(Ordering::Relaxed);
+        let mut w = self.window.lock();
+        let delta = total - w.0;
+        w.0 = total;
+        w.1.push_back(delta);
+        if w.1.len() > RATE_WINDOW_S {
+            w.1.pop_front();
+        }
+        w.1.iter().sum::<u64>() as f64 / w.1.len() as f64
+    }
+}
+
+struct TagSeen {
+    label: String,
+    total: u64,
+    since_log: u64,
+    last_log_ms: u64,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    counters: Mutex<HashMap<Arc<str>, Arc<RateCounter>>>,
+    tags: Mutex<HashMap<String, TagSeen>>,
+}
+
+fn label_for(tag: &str) -> String {
+    let mut end = tag.len().min(64);
+    while !tag.is_char_boundary(end) {
+        end -= 1;
+    }
+    tag[..end].to_string()
+}
+
+impl Stats {
+    /// Attach a counter to every launch (the same one across reloads, by name) and forget
+    /// launches that are gone.
+    pub fn bind(&self, c: &mut Campaigns, metrics: &Metrics) {
+        let mut counters = self.counters.lock();
+        for l in &mut c.launches {
+            let counter = counters.entry(l.name.clone()).or_default().clone();
+            l.counter = Some(counter);
+            if let Some(e) = l.expected_peak_rps {
+                metrics
+                    .campaign_expected_rps
+                    .with_label_values(&[&l.name])
+                    .set(e);
+            }
+        }
+        counters.retain(|name, _| c.launches.iter().any(|l| l.name == *name));
+        counters.entry(Arc::from(UNREGISTERED)).or_default();
+        for name in stale(&metrics.campaign_observed_rps, &counters) {
+            let _ = metrics.campaign_observed_rps.remove_label_values(&[&name]);
+            let _ = metrics.campaign_load_ratio.remove_label_values(&[&name]);
+            let _ = metrics.campaign_expected_rps.remove_label_values(&[&name]);
+        }
+    }
+
+    pub fn hit_unregistered(&self) {
+        if let Some(c) = self.counters.lock().get(UNREGISTERED) {
+            c.hit();
+        }
+    }
+
+    /// Every second: observed rates and the load ratio against `expected_peak_rps`.
+    pub fn tick(&self, c: &Campaigns, metrics: &Metrics) {
+        for l in &c.launches {
+            let Some(counter) = &l.counter else { continue };
+            let rps = counter.tick();
+            metrics
+                .campaign_observed_rps
+                .with_label_values(&[&l.name])
+                .set(rps);
+            if let Some(e) = l.expected_peak_rps {
+                metrics
+                    .campaign_load_ratio
+                    .with_label_values(&[&l.name])
+                    .set(rps / e);
+            }
+        }
+        if let Some(u) = self.counters.lock().get(UNREGISTERED) {
+            let rps = u.tick();
+            metrics
+                .campaign_observed_rps
+                .with_label_values(&[UNREGISTERED])
+                .set(rps);
+        }
+    }
+
+    /// Count an unregistered tag; log it the first time it is seen, then at most every ten
+    /// seconds with its rate. Returns the metric label: the tag, or `other` past the first 100.
+    pub fn unregistered_tag(&self, tag: &str, path: &str, now_ms: u64) -> String {
+        let mut tags = self.tags.lock();
+        if let Some(seen) = tags.get_mut(tag) {
+            seen.total += 1;
+            seen.since_log += 1;
+            let elapsed = now_ms.saturating_sub(seen.last_log_ms);
+            if elapsed >= TAG_LOG_EVERY_MS {
+                let rate = seen.since_log as f64 * 1000.0 / elapsed as f64;
+                tracing::warn!(
+                    tag,
+                    path,
+                    rate_per_s = format!("{rate:.1}"),
+                    total = seen.total,
+                    "unregistered campaign tag still arriving"
+                );
+                seen.since_log = 0;
+                seen.last_log_ms = now_ms;
+            }
+            return seen.label.clone();
+        }
+        let label = if tags.len() < MAX_TAG_LABELS {
+            label_for(tag)
+        } else {
+            "other".to_string()
+        };
+        if tags.len() >= MAX_TAG_LABELS * 10 {
+            // A spray of random tags: counted under `other`, not logged one by one.
+            return label;
+        }
+        tracing::warn!(
+            tag,
+            path,
+            rate_per_s = "first request",
+            "unregistered campaign tag seen for the first time: an unannounced campaign? \
+             register it in campaigns.toml"
+        );
+        tags.insert(
+            tag.to_string(),
+            TagSeen {
+                label: label.clone(),
+                total: 1,
+                since_log: 0,
+                last_log_ms: now_ms,
+            },
+        );
+        label
+    }
+}
+
+fn stale(gauge: &prometheus::GaugeVec, live: &HashMap<Arc<str>, Arc<RateCounter>>) -> Vec<String> {
+    use prometheus::core::Collector;
+    let mut out = Vec::new();
+    for mf in gauge.collect() {
+        for m in mf.get_metric() {
+            for l in m.get_label() {
+                if l.name() == "campaign" && !live.contains_key(l.value()) {
+                    out.push(l.value().to_string());
+                }
+            }
+        }
+    }
+    out
+}
