@@ -247,7 +247,9 @@ Seawall demo is starting (config: {config})
 
 Try:
   curl -i http://{proxy}/
-  curl -i -X POST http://{proxy}/api/v1/users/register -d email=a@example.com
+  curl -i -X POST http://{proxy}/api/v1/users/register -d email=a@example.com                  # reaches the origin
+  curl -i -X POST 'http://{proxy}/api/v1/users/register?ref=SUMMERSALE20' -d email=b@example.com # diverted to the sink
+  curl -i -X POST 'http://{proxy}/api/v1/users/register?ref=UNANNOUNCED' -d email=c@example.com  # unregistered tag: diverted too
   curl -i http://{proxy}/nothing-here        # proxied; the origin answers 404
   curl -s http://{admin}/-/config
   curl -s http://{admin}/metrics | grep seawall_requests_total

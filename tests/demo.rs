@@ -69,6 +69,31 @@ async fn demo_serves_the_shop_through_seawall() {
         .unwrap();
     assert_eq!(stats.text().await.unwrap(), "{\"signups\":1}\n");
 
+    // A tagged sign-up is diverted to the ingestion sink; the origin's count does not move.
+    let diverted = client
+        .post("http://127.0.0.1:8080/api/v1/users/register?ref=SUMMERSALE20")
+        .body("email=b@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(diverted.status(), 202);
+    assert_eq!(diverted.text().await.unwrap(), "{\"queued\":true}\n");
+    let sink = client
+        .get("http://127.0.0.1:3100/__sink/stats")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        sink.text().await.unwrap(),
+        "{\"by_campaign\":{\"summer-sale\":1},\"received\":1}\n"
+    );
+    let stats = client
+        .get("http://127.0.0.1:3000/__origin/stats")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stats.text().await.unwrap(), "{\"signups\":1}\n");
+
     // The tag hosts serve their scripts.
     let tag = client
         .get("http://127.0.0.1:3201/tag.js")
