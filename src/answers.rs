@@ -77,12 +77,18 @@ impl Reason {
 
 /// Header and body of an answer. The body names the status, the reason and the request id, so a
 /// user who pastes it into a ticket gives the SRE what they need to find the log line.
-pub fn build(reason: Reason, request_id: &str) -> (ResponseHeader, Bytes) {
-    let extra: &[(HeaderName, HeaderValue)] = match reason.retry_after() {
-        Some(s) => &[(http::header::RETRY_AFTER, HeaderValue::from_static(s))],
-        None => &[],
-    };
-    render(reason.status(), reason.text(), request_id, extra)
+///
+/// `extra` carries what every response of the route must have (its CSP headers).
+pub fn build(
+    reason: Reason,
+    request_id: &str,
+    extra: &[(HeaderName, HeaderValue)],
+) -> (ResponseHeader, Bytes) {
+    let mut headers: Vec<(HeaderName, HeaderValue)> = extra.to_vec();
+    if let Some(s) = reason.retry_after() {
+        headers.push((http::header::RETRY_AFTER, HeaderValue::from_static(s)));
+    }
+    render(reason.status(), reason.text(), request_id, &headers)
 }
 
 /// The answer to a request a rate limit rejected: its status, `Retry-After` (whole seconds,
@@ -93,22 +99,27 @@ pub fn rate_limited(
     retry_after_s: u64,
     headers: &RateLimitHeaders,
     request_id: &str,
+    extra: &[(HeaderName, HeaderValue)],
 ) -> (ResponseHeader, Bytes) {
     let text = format!("rate limit \"{limit}\" exceeded, retry in {retry_after_s} s");
-    let retry = HeaderValue::from(retry_after_s);
-    render(
-        status,
-        &text,
-        request_id,
-        &[
-            (http::header::RETRY_AFTER, retry),
-            (
-                HeaderName::from_static("ratelimit-policy"),
-                headers.policy.clone(),
-            ),
-            (HeaderName::from_static("ratelimit"), headers.state.clone()),
-        ],
-    )
+    let mut all: Vec<(HeaderName, HeaderValue)> = extra.to_vec();
+    all.push((http::header::RETRY_AFTER, HeaderValue::from(retry_after_s)));
+    all.push((
+        HeaderName::from_static("ratelimit-policy"),
+        headers.policy.clone(),
+    ));
+    all.push((HeaderName::from_static("ratelimit"), headers.state.clone()));
+    render(status, &text, request_id, &all)
+}
+
+/// A short answer with any status and text (the CSP report endpoint's).
+pub fn plain(
+    status: StatusCode,
+    text: &str,
+    request_id: &str,
+    extra: &[(HeaderName, HeaderValue)],
+) -> (ResponseHeader, Bytes) {
+    render(status, text, request_id, extra)
 }
 
 fn render(
@@ -141,7 +152,7 @@ mod tests {
 
     #[test]
     fn answers_carry_status_reason_and_request_id() {
-        let (h, body) = build(Reason::UpstreamTimeout, "abc123");
+        let (h, body) = build(Reason::UpstreamTimeout, "abc123", &[]);
         assert_eq!(h.status, StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(h.headers["x-request-id"], "abc123");
         assert_eq!(h.headers["content-length"], body.len().to_string().as_str());
@@ -149,7 +160,7 @@ mod tests {
             body,
             "504 Gateway Timeout: the upstream server did not answer in time\nrequest id: abc123\n"
         );
-        let (h, _) = build(Reason::RouteBusy, "x");
+        let (h, _) = build(Reason::RouteBusy, "x", &[]);
         assert_eq!(h.headers["retry-after"], "1");
     }
 }

@@ -5,8 +5,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Default filter: our own info lines, Pingora's warnings and errors only (its info lines
 /// narrate every service start).
-pub const DEFAULT_FILTER: &str =
-    "info,pingora_core=warn,pingora_proxy=warn,pingora_load_balancing=warn";
+pub const DEFAULT_FILTER: &str = "info,pingora_core=warn,pingora_proxy=warn,pingora_load_balancing=warn,notify=warn,notify_debouncer_full=warn";
 
 /// Install the subscriber once; later calls (several servers in one test process) are no-ops.
 pub fn init() {

@@ -29,6 +29,7 @@ pub struct Metrics {
     pub campaign_observed_rps: GaugeVec,
     pub campaign_expected_rps: GaugeVec,
     pub campaign_load_ratio: GaugeVec,
+    pub csp_violations: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
     pub last_reload_success: Gauge,
@@ -148,6 +149,15 @@ impl Metrics {
             &["campaign"],
         )
         .expect("static metric definition");
+        let csp_violations = IntCounterVec::new(
+            Opts::new(
+                "seawall_csp_violations_total",
+                "CSP violation reports received, by policy, directive and blocked host \
+                 (the first 100 hosts; then \"other\").",
+            ),
+            &["policy", "directive", "blocked_host"],
+        )
+        .expect("static metric definition");
         let config_reloads = IntCounterVec::new(
             Opts::new("seawall_config_reloads_total", "Config reloads, by result."),
             &["result"],
@@ -174,6 +184,7 @@ impl Metrics {
             Box::new(campaign_observed_rps.clone()),
             Box::new(campaign_expected_rps.clone()),
             Box::new(campaign_load_ratio.clone()),
+            Box::new(csp_violations.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_generation.clone()),
             Box::new(last_reload_success.clone()),
@@ -197,6 +208,7 @@ impl Metrics {
             campaign_observed_rps,
             campaign_expected_rps,
             campaign_load_ratio,
+            csp_violations,
             config_reloads,
             config_generation,
             last_reload_success,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora::ErrorType;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -15,6 +16,7 @@ use pingora_limits::inflight::Guard;
 use crate::access_log;
 use crate::answers::{self, Reason};
 use crate::campaign::{self, Action};
+use crate::csp::{self, CspChoice};
 use crate::limits;
 use crate::limits::limiter::{Clock, MonotonicClock};
 use crate::limits::request::{Outcome, RateLimitHeaders};
@@ -48,6 +50,10 @@ pub struct Ctx {
     pub campaign: Option<(Arc<str>, &'static str)>,
     /// Sent to the ingestion upstream: failures answer 503, never the app.
     pub diverted: bool,
+    /// Stamps the response's nonce on marked scripts as the body streams.
+    pub nonce_rewriter: Option<csp::nonce::NonceRewriter>,
+    /// Status of a request Seawall served itself (the CSP report endpoint).
+    pub served: Option<http::StatusCode>,
     connect_failures: usize,
     /// Held to the end of the request: dropping them gives the in-flight slots back.
     _guards: Vec<Guard>,
@@ -78,9 +84,22 @@ fn request_id(session: &Session) -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
+/// The CSP headers of a response Seawall writes itself: the route's policy, or csp.toml's
+/// default for requests no route matched. Pingora skips `response_filter` for these answers.
+fn own_answer_csp(ctx: &Ctx) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    let policy = match ctx.route.and_then(|i| ctx.snap.routes.get(i)) {
+        Some(r) => match &r.csp {
+            CspChoice::Policy(p) => Some(p),
+            CspChoice::Off => None,
+        },
+        None => ctx.snap.csp.default_policy.as_ref(),
+    };
+    policy.map_or_else(Vec::new, |p| csp::apply::headers(p, true).0)
+}
+
 async fn send_answer(session: &mut Session, ctx: &mut Ctx, reason: Reason) -> Result<()> {
     ctx.reason = Some(reason);
-    let (header, body) = answers::build(reason, &ctx.request_id);
+    let (header, body) = answers::build(reason, &ctx.request_id, &own_answer_csp(ctx));
     session
         .write_response_header(Box::new(header), false)
         .await?;
@@ -103,6 +122,14 @@ fn take_slot(state: &State, key: (u8, &str), cap: u32) -> Option<Option<Guard>> 
         None
     } else {
         Some(Some(guard))
+    }
+}
+
+/// The CSP policy of the matched route, if any.
+fn route_policy(ctx: &Ctx) -> Option<&Arc<csp::Policy>> {
+    match &ctx.snap.routes.get(ctx.route?)?.csp {
+        CspChoice::Policy(p) => Some(p),
+        CspChoice::Off => None,
     }
 }
 
@@ -158,6 +185,8 @@ impl ProxyHttp for Proxy {
             ratelimit: None,
             campaign: None,
             diverted: false,
+            nonce_rewriter: None,
+            served: None,
             connect_failures: 0,
             _guards: Vec::new(),
         }
@@ -190,6 +219,20 @@ impl ProxyHttp for Proxy {
                     .and_then(|h| h.to_str().ok())
             })
             .unwrap_or("");
+        if ctx
+            .snap
+            .csp
+            .report_path
+            .as_deref()
+            .is_some_and(|p| p == req.uri.path())
+        {
+            let snap = ctx.snap.clone();
+            let status =
+                csp::endpoint::serve(session, &self.state, &snap, ctx.client_ip, &ctx.request_id)
+                    .await?;
+            ctx.served = Some(status);
+            return Ok(true);
+        }
         let host = crate::routing::normalize_host(raw_host);
         let found = ctx
             .snap
@@ -254,6 +297,7 @@ impl ProxyHttp for Proxy {
                         retry_after_s,
                         &headers,
                         &ctx.request_id,
+                        &own_answer_csp(ctx),
                     );
                     session.write_response_header(Box::new(h), false).await?;
                     session.write_response_body(Some(body), true).await?;
@@ -373,6 +417,12 @@ impl ProxyHttp for Proxy {
             up.insert_header("x-forwarded-proto", scheme)?;
         }
         up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        // A page whose scripts get a nonce must come uncompressed to be rewritten.
+        if let Some(p) = route_policy(ctx)
+            && (p.nonce || p.report_only.as_ref().is_some_and(|c| c.nonce))
+        {
+            up.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
+        }
         // Only Seawall says which campaign a request belongs to.
         up.remove_header("x-seawall-campaign");
         if let Some((name, _)) = &ctx.campaign {
@@ -402,7 +452,44 @@ impl ProxyHttp for Proxy {
             resp.insert_header("ratelimit-policy", rl.policy.clone())?;
             resp.insert_header("ratelimit", rl.state.clone())?;
         }
+        if let Some(policy) = route_policy(ctx).cloned()
+            && csp::apply::applies(&ctx.snap.csp, resp)
+        {
+            let encoded = resp
+                .headers
+                .get(http::header::CONTENT_ENCODING)
+                .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+            let wants_nonce = policy.nonce || policy.report_only.as_ref().is_some_and(|c| c.nonce);
+            if wants_nonce && encoded {
+                tracing::warn!(
+                    route = ctx.route_name(),
+                    policy = %policy.name,
+                    "the origin sent compressed HTML despite Accept-Encoding: identity; \
+                     the page passes unrewritten and its CSP goes out without a nonce"
+                );
+            }
+            let (headers, nonce) = csp::apply::headers(&policy, !encoded);
+            csp::apply::put(resp, &policy, headers)?;
+            if let Some(n) = nonce {
+                // The body changes length as it is rewritten.
+                resp.remove_header(&http::header::CONTENT_LENGTH);
+                ctx.nonce_rewriter = Some(csp::nonce::NonceRewriter::new(n));
+            }
+        }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if let Some(r) = ctx.nonce_rewriter.as_mut() {
+            *body = Some(r.feed(body.as_ref(), end_of_stream));
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -450,6 +537,10 @@ impl ProxyHttp for Proxy {
             reason
         };
         let code = reason.status().as_u16();
+        // Pingora closes the connection after a failure once an upstream was chosen (it honours
+        // reuse only before that): say so with `Connection: close`, so the client does not send
+        // its next request into a closing connection.
+        session.set_keepalive(None);
         // A response already under way cannot be replaced; the connection is closed instead.
         if session.response_written().is_none() {
             if let Err(err) = send_answer(session, ctx, reason).await {
@@ -468,6 +559,7 @@ impl ProxyHttp for Proxy {
         let status = session
             .response_written()
             .map(|r| r.status)
+            .or(ctx.served)
             .or_else(|| ctx.reason.map(Reason::status));
         let status_label = match &status {
             Some(s) => s.as_str(),

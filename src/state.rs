@@ -51,7 +51,21 @@ pub struct State {
     pub campaigns: crate::campaign::stats::Stats,
     /// Added to the wall clock for launch windows: tests move time without sleeping.
     pub wall_offset_ms: std::sync::atomic::AtomicI64,
+    /// The CSP report endpoint's own limit, per client: reports are anyone's input.
+    pub report_limiter: crate::limits::limiter::Limiter,
+    pub report_hosts: crate::csp::report::HostLabels,
+    /// Last time (ms) a violation was logged: one sample line per second at most.
+    pub last_report_log: std::sync::atomic::AtomicU64,
 }
+
+/// Reports accepted per client: 10 per second with a burst of 50 (a page with many blocked
+/// resources sends a burst at load).
+pub const REPORT_RATE: crate::limits::limiter::Params = crate::limits::limiter::Params {
+    rate_m: 10_000,
+    burst_m: 50_000,
+    delay_m: u64::MAX,
+    max_keys: 10_000,
+};
 
 impl State {
     /// State for a snapshot that passed validation; binds its limits.
@@ -83,6 +97,9 @@ impl State {
             limits,
             campaigns,
             wall_offset_ms: std::sync::atomic::AtomicI64::new(0),
+            report_limiter: crate::limits::limiter::Limiter::new(REPORT_RATE),
+            report_hosts: Default::default(),
+            last_report_log: Default::default(),
         })
     }
 

@@ -213,6 +213,7 @@ path_prefix = "/"
 upstream = "app"
 "#),
         csp: Some(t(r#"default_policy = "storefront"
+report_path = "/_seawall/csp-report"
 
 [tags.gtm]
 approved_by = "security@example.com"
@@ -223,6 +224,8 @@ script-src = ["https://www.googletagmanager.com"]
 tags = ["gtm"]
   [policies.storefront.directives]
   default-src = ["'self'"]
+  object-src = ["'none'"]
+  base-uri = ["'self'"]
 "#)),
         campaigns: Some(t(r#"tag_sources = ["query:utm_campaign"]
 ingest_upstream = "ingest"
@@ -370,6 +373,9 @@ default-src = ["'self'"]
 "#)),
         expect: &[
             "seawall.toml:11:7: error: unknown CSP policy \"storefrnt\" (csp.toml defines: storefront; or write \"off\")",
+            "csp.toml:1:11: warning: policy \"storefront\": no object-src: plugins may load; add object-src 'none'",
+            "csp.toml:1:11: warning: policy \"storefront\": no base-uri: an injected <base> tag can redirect relative scripts; add base-uri 'self' or 'none'",
+            "csp.toml:1:11: warning: policy \"storefront\": no reporting destination: set report_path in csp.toml to see violations",
         ],
         ..NONE
     },
@@ -1134,6 +1140,9 @@ report_only_policy = "checkout"
             "csp.toml:2:15: error: report_path \"csp-report\" must be a path starting with '/', without spaces, ';', ',' or quotes",
             "csp.toml:10:16: error: unknown tag \"hotjar\" (approved tags: gtm)",
             "csp.toml:11:22: error: unknown policy \"next\" in report_only_policy (defined: checkout, storefront)",
+            "csp.toml:15:11: warning: policy \"checkout\": no object-src: plugins may load; add object-src 'none'",
+            "csp.toml:15:11: warning: policy \"checkout\": no base-uri: an injected <base> tag can redirect relative scripts; add base-uri 'self' or 'none'",
+            "csp.toml:15:11: warning: policy \"checkout\": no reporting destination: set report_path in csp.toml to see violations",
             "csp.toml:16:22: error: report_only_policy cannot name the policy itself",
         ],
         ..NONE
@@ -1155,10 +1164,14 @@ nonce = "yes"
 tag = ["gtm"]
 "#)),
         expect: &[
-            "csp.toml:1:1: error: unknown field `defualt_policy`, expected one of `default_policy`, `report_path`",
+            "csp.toml:1:1: error: unknown field `defualt_policy`, expected one of `default_policy`, `report_path`, `content_types`",
             "csp.toml:6:1: error: unknown CSP directive \"scripts\" (a tag lists approved sources per directive, plus approved_by and ticket)",
             "csp.toml:7:1: error: a tag can only add sources; \"sandbox\" takes no source list",
             "csp.toml:8:11: error: invalid type: string \"https://www.googletagmanager.com\", expected an array",
+            "csp.toml:10:11: warning: policy \"storefront\": no script-src (nor default-src): any script may run",
+            "csp.toml:10:11: warning: policy \"storefront\": no object-src: plugins may load; add object-src 'none'",
+            "csp.toml:10:11: warning: policy \"storefront\": no base-uri: an injected <base> tag can redirect relative scripts; add base-uri 'self' or 'none'",
+            "csp.toml:10:11: warning: policy \"storefront\": no reporting destination: set report_path in csp.toml to see violations",
             "csp.toml:11:9: error: invalid type: string \"yes\", expected a boolean",
             "csp.toml:12:1: error: unknown field `tag`, expected one of `mode`, `upstream_csp`, `nonce`, `tags`, `report_only_policy`, `directives`",
         ],

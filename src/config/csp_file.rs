@@ -8,7 +8,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::schema::{CspHead, CspMode, PolicyFile, UpstreamCsp};
 use super::{Reporter, check_name, de, list_names, table_value};
-use crate::csp::{CspConfig, Policy, build_header, source};
+use crate::csp::{CspConfig, Policy, Reporting, build_header, finish, source};
 
 /// An approved tag: who approved it, and the sources it needs per directive.
 struct Tag {
@@ -42,8 +42,41 @@ pub(super) fn compile(doc: DeTable<'_>, rep: &mut Reporter) -> CspConfig {
         }
     }
 
+    let content_types = match head.as_ref().and_then(|h| h.content_types.as_ref()) {
+        None => crate::csp::DEFAULT_CONTENT_TYPES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        Some(list) => {
+            let mut out = Vec::new();
+            for ct in list {
+                let v = ct.get_ref().trim().to_ascii_lowercase();
+                let ok = v.split_once('/').is_some_and(|(a, b)| {
+                    let tok = |t: &str| {
+                        !t.is_empty()
+                            && t.bytes()
+                                .all(|c| c.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&c))
+                    };
+                    tok(a) && tok(b)
+                });
+                if ok {
+                    out.push(v);
+                } else {
+                    rep.error(
+                        ct.span(),
+                        format!(
+                            "invalid content type {:?}: write e.g. \"text/html\" (no parameters)",
+                            ct.get_ref()
+                        ),
+                    );
+                }
+            }
+            out
+        }
+    };
     let mut cfg = CspConfig {
         report_path: report_path.clone(),
+        content_types,
         ..Default::default()
     };
     // Pass 1: every policy on its own. Pass 2: attach report-only companions.
@@ -58,7 +91,14 @@ pub(super) fn compile(doc: DeTable<'_>, rep: &mut Reporter) -> CspConfig {
             let Some(pf) = de::<PolicyFile>(value, rep) else {
                 continue;
             };
-            let built_policy = policy(pname.clone(), &pf, &tags, report_path.as_deref(), rep);
+            let built_policy = policy(
+                pname.clone(),
+                name.span(),
+                &pf,
+                &tags,
+                report_path.as_deref(),
+                rep,
+            );
             // Checked even when this policy has other errors, so all are reported in one run.
             if let Some(ro) = pf.report_only_policy.filter(|r| !r.get_ref().is_empty()) {
                 companions.push((pname.clone(), ro));
@@ -116,13 +156,17 @@ pub(super) fn compile(doc: DeTable<'_>, rep: &mut Reporter) -> CspConfig {
     cfg
 }
 
+/// A policy as a companion (`report_only_policy`) is sent as Report-Only whatever its own mode.
 fn clone_policy(p: &Policy) -> Policy {
     Policy {
         name: p.name.clone(),
-        mode: p.mode,
+        mode: CspMode::ReportOnly,
         upstream_csp: p.upstream_csp,
         nonce: p.nonce,
         header_value: p.header_value.clone(),
+        value: p.value.clone(),
+        nonce_parts: p.nonce_parts.clone(),
+        reporting_endpoint: p.reporting_endpoint.clone(),
         report_only: None,
     }
 }
@@ -261,6 +305,7 @@ fn check_sources(list: &[Spanned<String>], rep: &mut Reporter) -> Option<Vec<Str
 
 fn policy(
     name: Arc<str>,
+    name_span: std::ops::Range<usize>,
     pf: &PolicyFile,
     tags: &BTreeMap<String, Option<Tag>>,
     report_path: Option<&str>,
@@ -305,13 +350,27 @@ fn policy(
             }
         }
     }
-    ok.then(|| Policy {
-        name,
+    if !ok {
+        return None;
+    }
+    let nonce = pf.nonce.unwrap_or(false);
+    let reporting = report_path.map(|path| Reporting {
+        path,
+        policy: &name,
+    });
+    let header = build_header(&base, &used, nonce, reporting.as_ref());
+    evaluate(&name, &header, report_path.is_some(), name_span, rep);
+    let (header_value, value, nonce_parts) = finish(&header);
+    Some(Policy {
         mode: pf.mode.unwrap_or(CspMode::Enforce),
         upstream_csp: pf.upstream_csp.unwrap_or(UpstreamCsp::Replace),
-        nonce: pf.nonce.unwrap_or(false),
-        header_value: build_header(&base, &used, report_path),
+        nonce,
+        header_value,
+        value,
+        nonce_parts,
+        reporting_endpoint: reporting.map(|r| format!("{}=\"{}\"", r.endpoint_name(), r.url())),
         report_only: None,
+        name,
     })
 }
 
@@ -332,4 +391,53 @@ fn check_tokens(list: &[Spanned<String>], rep: &mut Reporter) -> Option<Vec<Stri
         }
     }
     ok.then(|| list.iter().map(|s| s.get_ref().clone()).collect())
+}
+
+/// Warnings for what google/csp-evaluator flags, on the composed policy (tags included).
+fn evaluate(
+    name: &str,
+    header: &str,
+    reporting: bool,
+    span: std::ops::Range<usize>,
+    rep: &mut Reporter,
+) {
+    let dirs: BTreeMap<&str, Vec<&str>> = header
+        .split(';')
+        .filter_map(|d| {
+            let mut it = d.split_whitespace();
+            it.next().map(|n| (n, it.collect()))
+        })
+        .collect();
+    let script = dirs.get("script-src").or_else(|| dirs.get("default-src"));
+    let mut warn = |msg: String| rep.warn(span.clone(), format!("policy {name:?}: {msg}"));
+    match script {
+        None => warn("no script-src (nor default-src): any script may run".into()),
+        Some(sources) => {
+            for s in sources {
+                let why = match *s {
+                    "'unsafe-inline'" => {
+                        "'unsafe-inline' in script-src lets injected inline scripts run"
+                    }
+                    "'unsafe-eval'" => "'unsafe-eval' in script-src allows eval()",
+                    "*" => "'*' in script-src allows scripts from any host",
+                    "https:" | "http:" => {
+                        "a bare scheme in script-src allows scripts from any host"
+                    }
+                    "data:" => "data: in script-src allows scripts from data: URLs",
+                    _ => continue,
+                };
+                warn(why.to_string());
+            }
+        }
+    }
+    if !dirs.contains_key("object-src") && dirs.get("default-src").is_none_or(|d| d != &["'none'"])
+    {
+        warn("no object-src: plugins may load; add object-src 'none'".into());
+    }
+    if !dirs.contains_key("base-uri") {
+        warn("no base-uri: an injected <base> tag can redirect relative scripts; add base-uri 'self' or 'none'".into());
+    }
+    if !reporting {
+        warn("no reporting destination: set report_path in csp.toml to see violations".into());
+    }
 }

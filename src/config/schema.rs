@@ -104,6 +104,8 @@ pub struct LimitFile {
 pub struct CspHead {
     pub default_policy: Option<S<String>>,
     pub report_path: Option<S<String>>,
+    /// Seawall addition: response content types that get the header (default `["text/html"]`).
+    pub content_types: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -4,25 +4,48 @@
 //! fixed order, sources de-duplicated in first-seen order, each tag's hosts added to the matching
 //! directive. Only a nonce (when enabled) would differ per response.
 
+pub mod apply;
+pub mod endpoint;
+pub mod nonce;
+pub mod report;
 pub mod source;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use http::HeaderValue;
+
 pub use crate::config::schema::{CspMode, UpstreamCsp};
 
-/// A compiled policy.
-#[derive(Debug, PartialEq, Eq)]
+/// A compiled policy: everything a response needs, built once at config load.
+#[derive(Debug)]
 pub struct Policy {
     pub name: Arc<str>,
     pub mode: CspMode,
     pub upstream_csp: UpstreamCsp,
     pub nonce: bool,
-    /// The full header value, reporting directives included.
+    /// The full header value with the nonce slot empty (`'nonce-'` omitted), reporting
+    /// directives included; what `/-/config` and the change log show.
     pub header_value: String,
+    /// The value ready to send when the policy has no nonce.
+    pub value: HeaderValue,
+    /// With `nonce = true`: the value is `prefix + nonce + suffix`.
+    pub nonce_parts: Option<(String, String)>,
+    /// `Reporting-Endpoints` member for this policy, e.g. `seawall-storefront="/_seawall/csp-report?policy=storefront"`.
+    pub reporting_endpoint: Option<String>,
     /// A second policy sent alongside as `Content-Security-Policy-Report-Only` (rollout).
     pub report_only: Option<Arc<Policy>>,
 }
+
+impl PartialEq for Policy {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.header_value == other.header_value
+            && self.mode == other.mode
+    }
+}
+
+impl Eq for Policy {}
 
 /// What a route does about CSP, with csp.toml's `default_policy` already applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,10 +59,18 @@ pub struct CspConfig {
     pub policies: BTreeMap<Arc<str>, Arc<Policy>>,
     pub default_policy: Option<Arc<Policy>>,
     pub report_path: Option<String>,
+    /// Content types (lower-case, without parameters) whose responses get the header.
+    pub content_types: Vec<String>,
     /// Every policy name written, valid or not (so a route naming a broken policy is reported
     /// once, at the policy, not again as "unknown").
     pub declared: std::collections::BTreeSet<String>,
 }
+
+/// Responses CSP applies to when csp.toml does not say: HTML documents.
+pub const DEFAULT_CONTENT_TYPES: &[&str] = &["text/html"];
+
+/// The nonce slot while a header is being built; never sent.
+const NONCE_SLOT: &str = "'nonce-\u{0}'";
 
 /// Directive → sources, as written in the policy and contributed by its tags.
 pub type Directives = Vec<(String, Vec<String>)>;
@@ -52,32 +83,57 @@ fn directive_rank(name: &str) -> (usize, &str) {
     (rank, name)
 }
 
+/// How a policy reports: `report-uri` for every browser, `report-to` + `Reporting-Endpoints` for
+/// the Reporting API. The policy's name rides in the URL so reports can be told apart.
+pub struct Reporting<'a> {
+    pub path: &'a str,
+    pub policy: &'a str,
+}
+
+impl Reporting<'_> {
+    pub fn url(&self) -> String {
+        format!("{}?policy={}", self.path, self.policy)
+    }
+
+    pub fn endpoint_name(&self) -> String {
+        format!("seawall-{}", self.policy)
+    }
+}
+
 /// Compose a policy's directives with its tags' hosts and render the header value.
 ///
 /// A tag that needs a directive the policy does not set starts that directive from the
 /// policy's `default-src` (what the browser would have used), so adding a tag never removes
 /// what the fallback allowed. `'none'` is dropped from a directive once a tag adds a source.
+/// With `nonce`, a nonce slot is added to `script-src` (created from `default-src` if absent).
 pub fn build_header(
     base: &BTreeMap<String, Vec<String>>,
     tags: &[&BTreeMap<String, Vec<String>>],
-    report_path: Option<&str>,
+    nonce: bool,
+    report: Option<&Reporting<'_>>,
 ) -> String {
     let mut dirs: BTreeMap<String, Vec<String>> = base.clone();
     let fallback = base.get("default-src").cloned().unwrap_or_default();
+    let mut add = |name: &str, sources: &[String]| {
+        let entry = dirs.entry(name.to_string()).or_insert_with(|| {
+            if source::is_source_list_directive(name) && name != "default-src" {
+                fallback.clone()
+            } else {
+                Vec::new()
+            }
+        });
+        entry.extend(sources.iter().cloned());
+        if entry.len() > 1 {
+            entry.retain(|s| s != "'none'");
+        }
+    };
     for tag in tags {
         for (name, hosts) in tag.iter() {
-            let entry = dirs.entry(name.clone()).or_insert_with(|| {
-                if source::is_source_list_directive(name) && name != "default-src" {
-                    fallback.clone()
-                } else {
-                    Vec::new()
-                }
-            });
-            entry.extend(hosts.iter().cloned());
-            if entry.len() > 1 {
-                entry.retain(|s| s != "'none'");
-            }
+            add(name, hosts);
         }
+    }
+    if nonce {
+        add("script-src", &[NONCE_SLOT.to_string()]);
     }
     let mut ordered: Vec<(&String, &Vec<String>)> = dirs.iter().collect();
     ordered.sort_by(|a, b| directive_rank(a.0).cmp(&directive_rank(b.0)));
@@ -96,14 +152,39 @@ pub fn build_header(
             }
         }
     }
-    if let Some(path) = report_path {
+    if let Some(r) = report {
         if !out.is_empty() {
             out.push_str("; ");
         }
         out.push_str("report-uri ");
-        out.push_str(path);
+        out.push_str(&r.url());
+        out.push_str("; report-to ");
+        out.push_str(&r.endpoint_name());
     }
     out
+}
+
+/// Turn a built header into a policy's send-ready parts: the value, or the two halves around
+/// the nonce, and the shown form with the slot removed.
+pub fn finish(header: &str) -> (String, HeaderValue, Option<(String, String)>) {
+    match header.split_once(NONCE_SLOT) {
+        Some((prefix, suffix)) => {
+            let shown = format!("{prefix}'nonce-...'{suffix}");
+            let value = HeaderValue::from_str(&format!("{prefix}'nonce-unset'{suffix}"))
+                .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
+            (
+                shown,
+                value,
+                Some((format!("{prefix}'nonce-"), format!("'{suffix}"))),
+            )
+        }
+        None => {
+            // Sources were checked against the grammar: a header value cannot fail here.
+            let value = HeaderValue::from_str(header)
+                .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
+            (header.to_string(), value, None)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -131,12 +212,16 @@ mod tests {
             ),
             ("connect-src", &["https://www.google.com"]),
         ]);
-        let h = build_header(&base, &[&gtm, &gtm], Some("/_seawall/csp-report"));
+        let report = Reporting {
+            path: "/_seawall/csp-report",
+            policy: "storefront",
+        };
+        let h = build_header(&base, &[&gtm, &gtm], false, Some(&report));
         assert_eq!(
             h,
             "default-src 'self'; script-src 'self' https://www.googletagmanager.com; \
              connect-src 'self' https://www.google.com; object-src 'none'; \
-             report-uri /_seawall/csp-report"
+             report-uri /_seawall/csp-report?policy=storefront; report-to seawall-storefront"
         );
     }
 
@@ -145,7 +230,7 @@ mod tests {
         let base = map(&[("img-src", &["'none'"])]);
         let tag = map(&[("img-src", &["https://x.example"])]);
         assert_eq!(
-            build_header(&base, &[&tag], None),
+            build_header(&base, &[&tag], false, None),
             "img-src https://x.example"
         );
     }

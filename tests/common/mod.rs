@@ -85,6 +85,8 @@ struct UpstreamState {
     status: StatusCode,
     content_type: &'static str,
     extra_headers: Vec<(&'static str, &'static str)>,
+    /// A fixed body instead of `NAME PATH`.
+    body: Option<&'static str>,
 }
 
 /// A real HTTP server on 127.0.0.1:0 that records what it receives and answers
@@ -120,6 +122,11 @@ impl UpstreamBuilder {
 
     pub fn content_type(mut self, ct: &'static str) -> Self {
         self.state.content_type = ct;
+        self
+    }
+
+    pub fn body(mut self, body: &'static str) -> Self {
+        self.state.body = Some(body);
         self
     }
 
@@ -178,7 +185,9 @@ async fn handle(State(s): State<UpstreamState>, req: Request) -> impl IntoRespon
     for (k, v) in &s.extra_headers {
         headers.insert(*k, v.parse().unwrap());
     }
-    let body = if s.content_type.starts_with("text/html") {
+    let body = if let Some(b) = s.body {
+        b.to_string()
+    } else if s.content_type.starts_with("text/html") {
         format!(
             "<!doctype html><html><body><p>{} {}</p></body></html>",
             s.name,
@@ -202,6 +211,7 @@ impl TestUpstream {
                 status: StatusCode::OK,
                 content_type: "text/plain",
                 extra_headers: Vec::new(),
+                body: None,
             },
             addr: None,
         }
@@ -310,13 +320,6 @@ impl Kit {
     /// Write the files and start Seawall; waits until `/-/ready`.
     pub fn start(self, body: &str) -> Seawall {
         let dir = tempfile::tempdir().expect("tempdir");
-        let listen = free_addr();
-        let admin = free_addr();
-        std::fs::write(
-            dir.path().join("seawall.toml"),
-            self.main_text(listen, admin, body),
-        )
-        .unwrap();
         if let Some(c) = &self.csp {
             std::fs::write(dir.path().join("csp.toml"), c).unwrap();
         }
@@ -327,8 +330,24 @@ impl Kit {
             std::fs::write(dir.path().join(name), text).unwrap();
         }
         seawall::logging::init();
-        let running = seawall::server::start_in_background(&dir.path().join("seawall.toml"))
-            .unwrap_or_else(|e| panic!("seawall did not start:\n{e}"));
+        // A port found free can be taken by another test before Seawall binds it: try again
+        // with new ports a few times.
+        let mut attempt = 0;
+        let (listen, admin, running) = loop {
+            attempt += 1;
+            let listen = free_addr();
+            let admin = free_addr();
+            std::fs::write(
+                dir.path().join("seawall.toml"),
+                self.main_text(listen, admin, body),
+            )
+            .unwrap();
+            match seawall::server::start_in_background(&dir.path().join("seawall.toml")) {
+                Ok(r) => break (listen, admin, r),
+                Err(e) if e.contains("cannot listen") && attempt < 5 => continue,
+                Err(e) => panic!("seawall did not start:\n{e}"),
+            }
+        };
         assert!(
             running.wait_ready(Duration::from_secs(10)),
             "seawall not ready within 10s"

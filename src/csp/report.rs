@@ -1,0 +1,191 @@
+//! Violation reports: what browsers POST to `report_path`, read as untrusted input.
+//!
+//! Both formats are accepted: `report-uri`'s `application/csp-report` (`{"csp-report": {...}}`)
+//! and the Reporting API's `application/reports+json` (an array of `{"type": "csp-violation",
+//! "body": {...}}`). Bodies are bounded, the endpoint is rate-limited per client, and every
+//! value that becomes a metric label comes from a bounded set.
+
+use std::collections::HashSet;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use super::source::{OTHER_DIRECTIVES, SOURCE_LIST_DIRECTIVES};
+
+/// Largest report body accepted; browsers send a few KiB at most.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Distinct blocked hosts that get their own label; later ones count as `other`.
+pub const MAX_HOST_LABELS: usize = 100;
+/// The most violations read from one Reporting API batch.
+const MAX_PER_BATCH: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub directive: String,
+    pub blocked: String,
+    pub document: String,
+    pub disposition: String,
+}
+
+fn str_field<'a>(v: &'a Value, names: &[&str]) -> &'a str {
+    names
+        .iter()
+        .find_map(|n| v.get(*n).and_then(Value::as_str))
+        .unwrap_or("")
+}
+
+fn violation(body: &Value) -> Violation {
+    // `effective-directive` is the precise one; old browsers send only `violated-directive`,
+    // which may carry the whole directive ("script-src 'self'").
+    let directive = str_field(body, &["effective-directive", "effectiveDirective"]);
+    let directive = if directive.is_empty() {
+        str_field(body, &["violated-directive", "violatedDirective"])
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+    } else {
+        directive
+    };
+    Violation {
+        directive: directive.to_string(),
+        blocked: str_field(body, &["blocked-uri", "blockedURL"]).to_string(),
+        document: str_field(body, &["document-uri", "documentURL"]).to_string(),
+        disposition: str_field(body, &["disposition"]).to_string(),
+    }
+}
+
+/// Parse a report body. `Err` says why it is not a report (for the 400 answer).
+pub fn parse(content_type: &str, body: &[u8]) -> Result<Vec<Violation>, &'static str> {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let v: Value = serde_json::from_slice(body).map_err(|_| "the body is not JSON")?;
+    match essence.as_str() {
+        "application/csp-report" | "application/json" => {
+            let r = v.get("csp-report").ok_or("no \"csp-report\" object")?;
+            Ok(vec![violation(r)])
+        }
+        "application/reports+json" => {
+            let list = v.as_array().ok_or("a reports+json body is an array")?;
+            Ok(list
+                .iter()
+                .filter(|r| r.get("type").and_then(Value::as_str) == Some("csp-violation"))
+                .filter_map(|r| r.get("body"))
+                .take(MAX_PER_BATCH)
+                .map(violation)
+                .collect())
+        }
+        _ => Err("unsupported content type"),
+    }
+}
+
+/// `inline`, `eval`, ... as they are; a URL as its host (and port); anything else `other`.
+pub fn blocked_host(blocked: &str) -> String {
+    let b = blocked.trim();
+    if matches!(
+        b,
+        "inline" | "eval" | "wasm-eval" | "trusted-types-policy" | "trusted-types-sink"
+    ) {
+        return b.to_string();
+    }
+    if let Some((scheme, rest)) = b.split_once("://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b".-:[]".contains(&c));
+        if ok && scheme.bytes().all(|c| c.is_ascii_alphanumeric()) {
+            return host.to_ascii_lowercase();
+        }
+        return "other".into();
+    }
+    match b.split(':').next() {
+        Some(s @ ("data" | "blob" | "filesystem")) => s.to_string(),
+        _ if b.is_empty() => "none".into(),
+        _ => "other".into(),
+    }
+}
+
+/// A directive label from a known set.
+pub fn directive_label(d: &str) -> &str {
+    if SOURCE_LIST_DIRECTIVES.contains(&d) || OTHER_DIRECTIVES.contains(&d) {
+        d
+    } else {
+        "other"
+    }
+}
+
+/// Keeps the host label set bounded across all reports of the process.
+#[derive(Default)]
+pub struct HostLabels {
+    seen: Mutex<HashSet<String>>,
+}
+
+impl HostLabels {
+    pub fn label(&self, host: String) -> String {
+        let mut seen = self.seen.lock();
+        if seen.contains(&host) {
+            return host;
+        }
+        if seen.len() < MAX_HOST_LABELS {
+            seen.insert(host.clone());
+            return host;
+        }
+        "other".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_report_formats() {
+        let legacy = br#"{"csp-report":{"document-uri":"http://shop.test/","blocked-uri":"http://evil.test:8080/x.js?y","violated-directive":"script-src-elem","effective-directive":"script-src-elem","disposition":"enforce"}}"#;
+        let v = parse("application/csp-report", legacy).unwrap();
+        assert_eq!(v[0].directive, "script-src-elem");
+        assert_eq!(blocked_host(&v[0].blocked), "evil.test:8080");
+        let api = br#"[{"type":"csp-violation","body":{"documentURL":"http://shop.test/","blockedURL":"inline","effectiveDirective":"script-src-elem","disposition":"report"}},{"type":"deprecation","body":{}}]"#;
+        let v = parse("application/reports+json", api).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].blocked, "inline");
+        assert_eq!(v[0].disposition, "report");
+        let old = br#"{"csp-report":{"violated-directive":"img-src 'self'","blocked-uri":"data"}}"#;
+        assert_eq!(
+            parse("application/json", old).unwrap()[0].directive,
+            "img-src"
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_report() {
+        assert!(parse("application/csp-report", b"not json").is_err());
+        assert!(parse("application/csp-report", b"{}").is_err());
+        assert!(parse("text/plain", b"{}").is_err());
+        assert!(parse("application/reports+json", b"{}").is_err());
+    }
+
+    #[test]
+    fn labels_are_bounded() {
+        assert_eq!(
+            blocked_host("https://user@CDN.Example.com/a"),
+            "cdn.example.com"
+        );
+        assert_eq!(blocked_host("javascript:alert(1)"), "other");
+        assert_eq!(blocked_host("data:text/plain,x"), "data");
+        assert_eq!(blocked_host("https://a\"b/"), "other");
+        assert_eq!(directive_label("script-src"), "script-src");
+        assert_eq!(directive_label("made-up"), "other");
+        let h = HostLabels::default();
+        for i in 0..MAX_HOST_LABELS {
+            assert_eq!(h.label(format!("h{i}.test")), format!("h{i}.test"));
+        }
+        assert_eq!(h.label("new.test".into()), "other");
+        assert_eq!(h.label("h1.test".into()), "h1.test");
+    }
+}
