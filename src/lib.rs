@@ -24,6 +24,7 @@
 //! | [`watch`] | reload triggers: file changes (notify) and SIGHUP |
 //! | [`diff`] | what a reload changed; upstream pools it keeps |
 //! | [`server`] | the Pingora server and its services |
+//! | [`sd_notify`] | systemd readiness (`Type=notify`) |
 //! | [`demo`] | the built-in demo origin, tag hosts and ingestion sink |
 //!
 //! # A request's way through
@@ -55,6 +56,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod routing;
+pub mod sd_notify;
 pub mod server;
 pub mod snapshot;
 pub mod state;

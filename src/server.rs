@@ -204,6 +204,7 @@ impl BackgroundService for Readiness {
             }
             if all_up {
                 self.state.ready.store(true, Ordering::Release);
+                crate::sd_notify::notify("READY=1\nSTATUS=listening");
                 tracing::info!(listen = ?addrs, admin = %self.state.process.admin_listen, "seawall is ready");
                 return;
             }

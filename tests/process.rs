@@ -1,0 +1,220 @@
+//! The `seawall` binary as systemd and an operator run it: readiness notification, refusing a
+//! bad config, and a zero-downtime binary upgrade (`run --upgrade` + SIGQUIT to the old one).
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{TestUpstream, free_addr};
+
+/// A child process killed (SIGKILL) when dropped, whatever happened.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+fn config(
+    dir: &Path,
+    listen: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    app: &TestUpstream,
+) -> std::path::PathBuf {
+    let text = format!(
+        r#"[server]
+listen = ["{listen}"]
+admin_listen = "{admin}"
+threads = 1
+access_log = false
+grace_period = "1s"
+upgrade_sock = "{sock}"
+pid_file = "{pid}"
+
+[upstreams.app]
+servers = ["{app}"]
+
+[[routes]]
+name = "all"
+upstream = "app"
+"#,
+        sock = dir.join("upgrade.sock").display(),
+        pid = dir.join("seawall.pid").display(),
+        app = app.addr,
+    );
+    let path = dir.join("seawall.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(args: &[&str], env: &[(&str, &Path)]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_seawall"));
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Proc(cmd.spawn().expect("start seawall"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tells_systemd_it_is_ready_once_it_accepts_connections() {
+    let app = TestUpstream::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (listen, admin) = (free_addr(), free_addr());
+    let cfg = config(dir.path(), listen, admin, &app);
+    let notify = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let _p = run(
+        &["run", "--config", cfg.to_str().unwrap()],
+        &[("NOTIFY_SOCKET", &notify)],
+    );
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("a notification within 20 s");
+    let msg = std::str::from_utf8(&buf[..n]).unwrap();
+    assert!(msg.lines().any(|l| l == "READY=1"), "{msg:?}");
+    // At that moment the listener already accepts and proxies.
+    let r = common::client()
+        .get(format!("http://{listen}/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "app /x");
+}
+
+#[test]
+fn refuses_to_start_on_a_bad_config_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("seawall.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = [\"127.0.0.1:8080\"]\n[[routes]]\nname = \"r\"\nupstream = \"nope\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_seawall"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:5:12: error: unknown upstream \"nope\" (defined: none)",
+            cfg.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("seawall: not started"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_to_start_when_a_port_is_taken() {
+    let app = TestUpstream::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cfg = config(dir.path(), taken.local_addr().unwrap(), free_addr(), &app);
+    let out = Command::new(env!("CARGO_BIN_EXE_seawall"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "seawall: not started: cannot listen on {}",
+            taken.local_addr().unwrap()
+        )),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_binary_upgrade_drops_no_request() {
+    let app = TestUpstream::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (listen, admin) = (free_addr(), free_addr());
+    let cfg = config(dir.path(), listen, admin, &app);
+    let cfg_s = cfg.to_str().unwrap().to_string();
+    let old = run(&["run", "--config", &cfg_s], &[]);
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        // A new connection per request: what is under test is the listening socket's hand-over.
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let url = format!("http://{listen}/x");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(&url).send().await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the first seawall never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let loop_client = client.clone();
+    let loop_url = url.clone();
+    let stop2 = stop.clone();
+    let load = tokio::spawn(async move {
+        let (mut ok, mut failed) = (0u32, Vec::new());
+        // Bounded in count and, through `stop`, in time.
+        for _ in 0..50_000 {
+            if stop2.load(Ordering::Relaxed) {
+                break;
+            }
+            match loop_client.get(&loop_url).send().await {
+                Ok(r) if r.status() == 200 => ok += 1,
+                Ok(r) => failed.push(format!("status {}", r.status())),
+                Err(e) => failed.push(format!("{e:?}")),
+            }
+        }
+        (ok, failed)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The new process waits for the sockets; SIGQUIT makes the old one hand them over.
+    let new = run(&["run", "--upgrade", "--config", &cfg_s], &[]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut old = old;
+    signal(&old.0, "-QUIT");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while old.0.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the old seawall did not exit after SIGQUIT"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Requests keep being served by the new one.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = load.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 50, "only {ok} requests went through");
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the new process serves");
+    drop(new);
+}
