@@ -18,6 +18,9 @@ pub fn needs_restart(running: &ProcessSettings, new: &ProcessSettings) -> Vec<St
     if running.listen != new.listen {
         out.push("server.listen".to_string());
     }
+    if running.tls != new.tls {
+        out.push("server.tls (listeners or certificate files changed)".to_string());
+    }
     if running.admin_listen != new.admin_listen {
         out.push("server.admin_listen".to_string());
     }

@@ -52,7 +52,13 @@ pub fn load_state(config_path: &Path) -> Result<Arc<State>, Diagnostics> {
 /// a Pingora service thread. Skipped on upgrade, where the old process holds the sockets.
 pub fn preflight_bind(state: &State) -> Result<(), String> {
     let p = &state.process;
-    for addr in p.listen.iter().chain(std::iter::once(&p.admin_listen)) {
+    let tls = p.tls.iter().map(|t| &t.addr);
+    for addr in p
+        .listen
+        .iter()
+        .chain(tls)
+        .chain(std::iter::once(&p.admin_listen))
+    {
         if let Err(e) = TcpListener::bind(addr) {
             return Err(format!("cannot listen on {addr}: {e}"));
         }
@@ -91,6 +97,19 @@ pub fn build(state: Arc<State>, opts: &RunOptions) -> Server {
     );
     for addr in &p.listen {
         proxy.add_tcp(&addr.to_string());
+    }
+    for t in &p.tls {
+        // The files were checked at load; a failure here means they changed since.
+        match pingora::listeners::tls::TlsSettings::intermediate(
+            &t.cert.display().to_string(),
+            &t.key.display().to_string(),
+        ) {
+            Ok(mut settings) => {
+                settings.enable_h2();
+                proxy.add_tls_with_settings(&t.addr.to_string(), None, settings);
+            }
+            Err(e) => tracing::error!(listen = %t.addr, error = %e, "TLS listener not started"),
+        }
     }
     let mut admin = Service::new(
         "seawall admin".to_string(),
@@ -183,11 +202,18 @@ struct Readiness {
 #[async_trait]
 impl BackgroundService for Readiness {
     async fn start(&self, _shutdown: ShutdownWatch) {
-        let addrs: Vec<SocketAddr> = self.state.process.listen.clone();
+        let p = &self.state.process;
+        let plain = p.listen.len();
+        let addrs: Vec<SocketAddr> = p
+            .listen
+            .iter()
+            .chain(p.tls.iter().map(|t| &t.addr))
+            .copied()
+            .collect();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let mut all_up = true;
-            for a in &addrs {
+            for (i, a) in addrs.iter().enumerate() {
                 let probe = if a.ip().is_unspecified() {
                     let local: std::net::IpAddr = if a.is_ipv4() {
                         std::net::Ipv4Addr::LOCALHOST.into()
@@ -198,9 +224,19 @@ impl BackgroundService for Readiness {
                 } else {
                     *a
                 };
-                let connect = tokio::net::TcpStream::connect(probe);
-                let ok = tokio::time::timeout(Duration::from_millis(200), connect).await;
-                all_up &= matches!(ok, Ok(Ok(_)));
+                let ok = if i < plain {
+                    let connect = tokio::net::TcpStream::connect(probe);
+                    matches!(
+                        tokio::time::timeout(Duration::from_millis(200), connect).await,
+                        Ok(Ok(_))
+                    )
+                } else {
+                    // A real handshake: a bare connect would be logged as a failed one.
+                    tokio::task::spawn_blocking(move || tls_probe(probe))
+                        .await
+                        .unwrap_or(false)
+                };
+                all_up &= ok;
             }
             if all_up {
                 self.state.ready.store(true, Ordering::Release);
@@ -214,6 +250,30 @@ impl BackgroundService for Readiness {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// Does a TLS listener complete a handshake? (Certificate not verified: it is our own.)
+fn tls_probe(addr: SocketAddr) -> bool {
+    use pingora::tls::ssl::{SslConnector, SslMethod, SslVerifyMode};
+    let Ok(tcp) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(1)));
+    let Ok(mut builder) = SslConnector::builder(SslMethod::tls()) else {
+        return false;
+    };
+    builder.set_verify(SslVerifyMode::NONE);
+    let connector = builder.build();
+    match connector.configure() {
+        Ok(cfg) => match cfg.verify_hostname(false).connect("localhost", tcp) {
+            Ok(mut s) => {
+                let _ = s.shutdown();
+                true
+            }
+            Err(_) => false,
+        },
+        Err(_) => false,
     }
 }
 

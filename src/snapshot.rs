@@ -22,11 +22,23 @@ use crate::upstream::Upstream;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessSettings {
     pub listen: Vec<SocketAddr>,
+    /// TLS listeners (HTTP/2 and HTTP/1.1 by ALPN).
+    pub tls: Vec<TlsListener>,
     pub admin_listen: SocketAddr,
     pub threads: usize,
     pub upgrade_sock: PathBuf,
     pub pid_file: PathBuf,
     pub grace_period: Duration,
+}
+
+/// A `[[server.tls]]` listener. The certificate is loaded when the process starts; the digest
+/// lets a reload notice that the files changed (which then needs a restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListener {
+    pub addr: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub digest: String,
 }
 
 /// The sha256 of one loaded file, for `/-/config`.

@@ -18,8 +18,31 @@ pub struct HealthCheckSpec {
     pub timeout: Duration,
 }
 
+/// How Seawall talks to an upstream's servers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transport {
+    pub tls: bool,
+    /// Server name for TLS (SNI and certificate verification); empty = none.
+    pub sni: String,
+    /// HTTP/2: by ALPN over TLS (falling back to HTTP/1.1), prior knowledge (h2c) in plaintext.
+    pub http2: bool,
+}
+
+/// An upstream as the config defines it.
+pub struct UpstreamSpec {
+    pub name: Arc<str>,
+    pub servers: Vec<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_inflight: u32,
+    pub health: Option<HealthCheckSpec>,
+    pub transport: Transport,
+}
+
 pub struct Upstream {
     pub name: Arc<str>,
+    pub transport: Transport,
     pub servers: Vec<SocketAddr>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
@@ -48,15 +71,17 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Upstream {
-    pub fn new(
-        name: Arc<str>,
-        servers: Vec<SocketAddr>,
-        connect_timeout: Duration,
-        read_timeout: Duration,
-        write_timeout: Duration,
-        max_inflight: u32,
-        health: Option<HealthCheckSpec>,
-    ) -> Upstream {
+    pub fn new(spec: UpstreamSpec) -> Upstream {
+        let UpstreamSpec {
+            name,
+            servers,
+            connect_timeout,
+            read_timeout,
+            write_timeout,
+            max_inflight,
+            health,
+            transport,
+        } = spec;
         let backends: std::collections::BTreeSet<_> = servers
             .iter()
             .map(|a| pingora::lb::Backend {
@@ -67,10 +92,15 @@ impl Upstream {
             .collect();
         let mut backends = Backends::new(discovery::Static::new(backends));
         if let Some(h) = &health {
-            let mut hc = HttpHealthCheck::new("localhost", false);
+            let host = if transport.sni.is_empty() {
+                "localhost"
+            } else {
+                transport.sni.as_str()
+            };
+            let mut hc = HttpHealthCheck::new(host, transport.tls);
             if let Ok(req) = pingora::http::RequestHeader::build("GET", h.path.as_bytes(), None) {
                 hc.req = req;
-                let _ = hc.req.insert_header("Host", "localhost");
+                let _ = hc.req.insert_header("Host", host);
                 let _ = hc.req.insert_header("User-Agent", "seawall-health-check");
             }
             hc.peer_template.options.connection_timeout = Some(h.timeout);
@@ -82,6 +112,7 @@ impl Upstream {
         let _ = futures_lite_now(lb.update());
         Upstream {
             name,
+            transport,
             servers,
             connect_timeout,
             read_timeout,
@@ -101,12 +132,18 @@ impl Upstream {
             && self.write_timeout == other.write_timeout
             && self.max_inflight == other.max_inflight
             && self.health == other.health
+            && self.transport == other.transport
     }
 
     /// The next healthy server in round-robin order, as a Pingora peer with our timeouts.
     pub fn peer(&self) -> Option<HttpPeer> {
         let backend = self.lb.select(b"", self.servers.len().max(1) * 2)?;
-        let mut peer = HttpPeer::new(backend.addr, false, String::new());
+        let t = &self.transport;
+        let mut peer = HttpPeer::new(backend.addr, t.tls, t.sni.clone());
+        if t.http2 {
+            // Over TLS offer h2 and h1 by ALPN; in plaintext speak h2 directly (h2c).
+            peer.options.set_http_version(2, if t.tls { 1 } else { 2 });
+        }
         peer.options.connection_timeout = Some(self.connect_timeout);
         peer.options.read_timeout = Some(self.read_timeout);
         peer.options.write_timeout = Some(self.write_timeout);

@@ -17,7 +17,7 @@ use crate::client_ip::TrustedProxies;
 use crate::csp::{CspChoice, CspConfig};
 use crate::limits::{DEFAULT_MAX_KEYS, LimitSpec};
 use crate::routing::{HostMatch, PathMatch, Route};
-use crate::snapshot::ProcessSettings;
+use crate::snapshot::{ProcessSettings, TlsListener};
 use crate::upstream::{self, HealthCheckSpec, Upstream};
 
 /// Default admin listener: loopback only (CONFIG.md).
@@ -96,12 +96,20 @@ fn server_settings(
             Err(e) => rep.error(l.span(), e),
         }
     }
+    let mut tls = Vec::new();
     for t in &s.tls {
-        rep.error(
-            t.span(),
-            "TLS listeners ([[server.tls]]) are not supported by this build yet; \
-             terminate TLS in front of Seawall or use a plain `listen`",
-        );
+        let t = t.get_ref();
+        match values::listen_addr(t.listen.get_ref()) {
+            Ok(a) if listen.contains(&a) || tls.iter().any(|l: &TlsListener| l.addr == a) => {
+                rep.error(t.listen.span(), format!("{a} is listed twice"))
+            }
+            Ok(addr) => {
+                if let Some(l) = tls_listener(addr, t, base_dir, rep) {
+                    tls.push(l);
+                }
+            }
+            Err(e) => rep.error(t.listen.span(), e),
+        }
     }
     if s.listen.is_empty() && s.tls.is_empty() && !listeners_written {
         rep.error(
@@ -111,7 +119,7 @@ fn server_settings(
     }
     let admin_listen = match &s.admin_listen {
         Some(a) => match values::listen_addr(a.get_ref()) {
-            Ok(addr) if listen.contains(&addr) => {
+            Ok(addr) if listen.contains(&addr) || tls.iter().any(|l| l.addr == addr) => {
                 rep.error(
                     a.span(),
                     "admin_listen must differ from every public listener",
@@ -178,6 +186,7 @@ fn server_settings(
     {
         head.process = Some(ProcessSettings {
             listen,
+            tls,
             admin_listen,
             threads,
             upgrade_sock: path_or(&s.upgrade_sock, "/tmp/seawall_upgrade.sock"),
@@ -185,6 +194,74 @@ fn server_settings(
             grace_period,
         });
     }
+}
+
+/// Read and check a TLS listener's certificate and key now, so a wrong path or a key that does
+/// not belong to the certificate is a located error, not a failure when the listener starts.
+fn tls_listener(
+    addr: SocketAddr,
+    t: &super::schema::TlsFile,
+    base_dir: &Path,
+    rep: &mut Reporter,
+) -> Option<TlsListener> {
+    use pingora::tls::pkey::PKey;
+    use pingora::tls::x509::X509;
+    use sha2::Digest;
+    let read = |v: &Spanned<String>, rep: &mut Reporter| {
+        let path = resolve(base_dir, v.get_ref());
+        match std::fs::read(&path) {
+            Ok(b) => Some((path, b)),
+            Err(e) => {
+                rep.error(v.span(), format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        }
+    };
+    let cert = read(&t.cert, rep);
+    let key = read(&t.key, rep);
+    let (Some((cert_path, cert_pem)), Some((key_path, key_pem))) = (cert, key) else {
+        return None;
+    };
+    let chain = match X509::stack_from_pem(&cert_pem) {
+        Ok(c) if !c.is_empty() => c,
+        _ => {
+            rep.error(
+                t.cert.span(),
+                format!("{} holds no PEM certificate", cert_path.display()),
+            );
+            return None;
+        }
+    };
+    let pkey = match PKey::private_key_from_pem(&key_pem) {
+        Ok(k) => k,
+        Err(_) => {
+            rep.error(
+                t.key.span(),
+                format!("{} holds no PEM private key", key_path.display()),
+            );
+            return None;
+        }
+    };
+    if !chain[0].public_key().is_ok_and(|p| p.public_eq(&pkey)) {
+        rep.error(
+            t.key.span(),
+            format!(
+                "the key in {} does not belong to the certificate in {}",
+                key_path.display(),
+                cert_path.display()
+            ),
+        );
+        return None;
+    }
+    let mut h = sha2::Sha256::new();
+    h.update(&cert_pem);
+    h.update(&key_pem);
+    Some(TlsListener {
+        addr,
+        cert: cert_path,
+        key: key_path,
+        digest: hex::encode(h.finalize()),
+    })
 }
 
 fn upstreams(value: Spanned<DeValue<'_>>, head: &mut Head, rep: &mut Reporter) {
@@ -287,15 +364,32 @@ fn upstream(name: Arc<str>, u: UpstreamFile, rep: &mut Reporter) -> Option<Upstr
     else {
         return None;
     };
-    Some(Upstream::new(
+    let tls = u.tls.unwrap_or(false);
+    let sni = u
+        .sni
+        .as_ref()
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_default();
+    if let Some(s) = &u.sni
+        && !tls
+    {
+        rep.warn(s.span(), "sni is only used with tls = true");
+    }
+    let transport = crate::upstream::Transport {
+        tls,
+        sni,
+        http2: u.http2.unwrap_or(false),
+    };
+    Some(Upstream::new(crate::upstream::UpstreamSpec {
         name,
         servers,
-        connect,
-        read,
-        write,
+        connect_timeout: connect,
+        read_timeout: read,
+        write_timeout: write,
         max_inflight,
         health,
-    ))
+        transport,
+    }))
 }
 
 fn raw_routes(value: Spanned<DeValue<'_>>, rep: &mut Reporter) -> Vec<RawRoute> {

@@ -54,6 +54,10 @@ pub struct UpstreamFile {
     pub write_timeout: Option<S<String>>,
     pub health_check: Option<S<HealthCheckFile>>,
     pub max_inflight: Option<S<i64>>,
+    /// Seawall additions: TLS to the servers, its server name, HTTP/2.
+    pub tls: Option<bool>,
+    pub sni: Option<S<String>>,
+    pub http2: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -60,6 +60,8 @@ pub fn closed_addr() -> SocketAddr {
 /// What an upstream received.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// "HTTP/1.1", "HTTP/2.0"
+    pub version: String,
     pub method: String,
     pub uri: String,
     pub headers: HeaderMap,
@@ -168,6 +170,7 @@ async fn handle(State(s): State<UpstreamState>, req: Request) -> impl IntoRespon
         .await
         .unwrap_or_default();
     s.seen.lock().unwrap().push(Seen {
+        version: format!("{:?}", parts.version),
         method: parts.method.to_string(),
         uri: parts.uri.to_string(),
         headers: parts.headers.clone(),
@@ -262,12 +265,13 @@ pub struct Kit {
     files: Vec<(String, String)>,
 }
 
+/// Fields drop in order: the server stops before its config directory is deleted.
 pub struct Seawall {
+    running: Option<Running>,
     pub dir: tempfile::TempDir,
     pub listen: SocketAddr,
     pub admin: SocketAddr,
     pub client: reqwest::Client,
-    running: Option<Running>,
 }
 
 impl Kit {
