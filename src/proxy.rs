@@ -54,6 +54,8 @@ pub struct Ctx {
     pub nonce_rewriter: Option<csp::nonce::NonceRewriter>,
     /// Status of a request Seawall served itself (the CSP report endpoint).
     pub served: Option<http::StatusCode>,
+    /// The page was served over HTTPS (here, or at a trusted proxy that says so).
+    pub secure: bool,
     connect_failures: usize,
     /// Held to the end of the request: dropping them gives the in-flight slots back.
     _guards: Vec<Guard>,
@@ -94,7 +96,7 @@ fn own_answer_csp(ctx: &Ctx) -> Vec<(http::HeaderName, http::HeaderValue)> {
         },
         None => ctx.snap.csp.default_policy.as_ref(),
     };
-    policy.map_or_else(Vec::new, |p| csp::apply::headers(p, true).0)
+    policy.map_or_else(Vec::new, |p| csp::apply::headers(p, true, ctx.secure).0)
 }
 
 async fn send_answer(session: &mut Session, ctx: &mut Ctx, reason: Reason) -> Result<()> {
@@ -187,6 +189,7 @@ impl ProxyHttp for Proxy {
             diverted: false,
             nonce_rewriter: None,
             served: None,
+            secure: false,
             connect_failures: 0,
             _guards: Vec::new(),
         }
@@ -202,7 +205,14 @@ impl ProxyHttp for Proxy {
             });
         ctx.peer_ip = peer;
         ctx.peer_trusted = ctx.snap.trusted.contains(peer);
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let req = session.req_header();
+        ctx.secure = tls
+            || (ctx.peer_trusted
+                && req
+                    .headers
+                    .get("x-forwarded-proto")
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
         ctx.client_ip = ctx.snap.trusted.resolve(
             peer,
             req.headers
@@ -468,7 +478,7 @@ impl ProxyHttp for Proxy {
                      the page passes unrewritten and its CSP goes out without a nonce"
                 );
             }
-            let (headers, nonce) = csp::apply::headers(&policy, !encoded);
+            let (headers, nonce) = csp::apply::headers(&policy, !encoded, ctx.secure);
             csp::apply::put(resp, &policy, headers)?;
             if let Some(n) = nonce {
                 // The body changes length as it is rewritten.

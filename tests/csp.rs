@@ -47,11 +47,13 @@ nonce = true
   base-uri = ["'self'"]
 "#;
 
+/// On plain HTTP: report-uri only (Chromium ignores report-uri when report-to is present, and
+/// the Reporting API only works in secure contexts).
 const SHOP: &str = "default-src 'self'; script-src 'self' https://www.googletagmanager.com; \
     connect-src 'self' https://www.google.com; object-src 'none'; base-uri 'self'; \
-    report-uri /_seawall/csp-report?policy=shop; report-to seawall-shop";
+    report-uri /_seawall/csp-report?policy=shop";
 const NEXT: &str = "default-src 'none'; script-src 'self'; object-src 'none'; base-uri 'none'; \
-    report-uri /_seawall/csp-report?policy=next; report-to seawall-next";
+    report-uri /_seawall/csp-report?policy=next";
 const ENDPOINTS: &str = "seawall-shop=\"/_seawall/csp-report?policy=shop\", \
     seawall-next=\"/_seawall/csp-report?policy=next\"";
 
@@ -124,7 +126,7 @@ async fn html_responses_carry_the_exact_policy_and_its_report_only_companion() {
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "content-security-policy"), [SHOP]);
     assert_eq!(header(&r, "content-security-policy-report-only"), [NEXT]);
-    assert_eq!(header(&r, "reporting-endpoints"), [ENDPOINTS]);
+    assert!(header(&r, "reporting-endpoints").is_empty());
     // Not HTML: no policy. Route says off: no policy.
     let r = sw.get("/api/x").await;
     assert!(header(&r, "content-security-policy").is_empty());
@@ -174,6 +176,35 @@ upstream = "html"
     let r = sw.get("/limited/x").await;
     assert_eq!(r.status(), 429);
     assert_eq!(header(&r, "content-security-policy"), [SHOP]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_pages_also_get_report_to_and_reporting_endpoints() {
+    let (html, text) = upstreams().await;
+    // The test client stands for a TLS-terminating proxy that Seawall trusts.
+    let sw = Kit::new()
+        .server(r#"trusted_proxies = ["127.0.0.1/32"]"#)
+        .csp(CSP)
+        .start(&format!(
+            "[upstreams.html]\nservers = [\"{}\"]\n[[routes]]\nname = \"pages\"\nupstream = \"html\"\n",
+            html.addr
+        ));
+    drop(text);
+    let r = sw
+        .client
+        .get(sw.url("/x"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "content-security-policy"),
+        [format!("{SHOP}; report-to seawall-shop")]
+    );
+    assert_eq!(
+        header(&r, "content-security-policy-report-only"),
+        [format!("{NEXT}; report-to seawall-next")]
+    );
     assert_eq!(header(&r, "reporting-endpoints"), [ENDPOINTS]);
 }
 
@@ -207,7 +238,7 @@ csp = "keeper"
         [
             "script-src 'self'",
             "default-src 'self'; object-src 'none'; base-uri 'self'; \
-             report-uri /_seawall/csp-report?policy=keeper; report-to seawall-keeper"
+             report-uri /_seawall/csp-report?policy=keeper"
         ]
     );
 }
@@ -252,7 +283,7 @@ csp = "nonced"
         csp,
         format!(
             "default-src 'self'; script-src 'self' 'nonce-{nonce}'; object-src 'none'; base-uri 'self'; \
-             report-uri /_seawall/csp-report?policy=nonced; report-to seawall-nonced"
+             report-uri /_seawall/csp-report?policy=nonced"
         )
     );
     // The upstream was asked for an uncompressed page so it can be rewritten.

@@ -164,8 +164,8 @@ fn clone_policy(p: &Policy) -> Policy {
         upstream_csp: p.upstream_csp,
         nonce: p.nonce,
         header_value: p.header_value.clone(),
-        value: p.value.clone(),
-        nonce_parts: p.nonce_parts.clone(),
+        plain: p.plain.clone(),
+        secure: p.secure.clone(),
         reporting_endpoint: p.reporting_endpoint.clone(),
         report_only: None,
     }
@@ -354,21 +354,31 @@ fn policy(
         return None;
     }
     let nonce = pf.nonce.unwrap_or(false);
-    let reporting = report_path.map(|path| Reporting {
-        path,
-        policy: &name,
-    });
-    let header = build_header(&base, &used, nonce, reporting.as_ref());
-    evaluate(&name, &header, report_path.is_some(), name_span, rep);
-    let (header_value, value, nonce_parts) = finish(&header);
+    let reporting = |report_to| {
+        report_path.map(|path| Reporting {
+            path,
+            policy: &name,
+            report_to,
+        })
+    };
+    let secure_header = build_header(&base, &used, nonce, reporting(true).as_ref());
+    evaluate(&name, &secure_header, report_path.is_some(), name_span, rep);
+    let (header_value, secure) = finish(&secure_header);
+    let (_, plain) = finish(&build_header(
+        &base,
+        &used,
+        nonce,
+        reporting(false).as_ref(),
+    ));
     Some(Policy {
         mode: pf.mode.unwrap_or(CspMode::Enforce),
         upstream_csp: pf.upstream_csp.unwrap_or(UpstreamCsp::Replace),
         nonce,
         header_value,
-        value,
-        nonce_parts,
-        reporting_endpoint: reporting.map(|r| format!("{}=\"{}\"", r.endpoint_name(), r.url())),
+        plain,
+        secure,
+        reporting_endpoint: reporting(true)
+            .map(|r| format!("{}=\"{}\"", r.endpoint_name(), r.url())),
         report_only: None,
         name,
     })

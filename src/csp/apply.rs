@@ -15,46 +15,46 @@ pub fn new_nonce() -> String {
     base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>())
 }
 
-fn value_of(p: &Policy, nonce: Option<&str>) -> HeaderValue {
-    match (&p.nonce_parts, nonce) {
+fn value_of(p: &Policy, secure: bool, nonce: Option<&str>) -> HeaderValue {
+    let w = if secure { &p.secure } else { &p.plain };
+    match (&w.nonce_parts, nonce) {
         (Some((prefix, suffix)), Some(n)) => HeaderValue::from_str(&format!("{prefix}{n}{suffix}"))
-            .unwrap_or_else(|_| p.value.clone()),
-        _ => p.value.clone(),
+            .unwrap_or_else(|_| w.value.clone()),
+        _ => w.value.clone(),
     }
 }
 
 /// The headers a response under `policy` carries, and the nonce they use (if any).
 ///
 /// The policy goes out as `Content-Security-Policy` (or `-Report-Only` in `report-only` mode);
-/// its `report_only_policy` companion as `Content-Security-Policy-Report-Only`; both reporting
-/// endpoints in one `Reporting-Endpoints`. `nonce_ok = false` (a body that cannot be rewritten)
-/// sends nonce policies without their nonce, never with a placeholder.
+/// its `report_only_policy` companion as `Content-Security-Policy-Report-Only`. `nonce_ok =
+/// false` (a body that cannot be rewritten) sends nonce policies without their nonce, never with
+/// a placeholder. `secure` (an HTTPS page) adds `report-to` and one `Reporting-Endpoints` for
+/// both policies; plain-HTTP pages report through `report-uri` only (see [`Policy::plain`]).
 pub fn headers(
     policy: &Policy,
     nonce_ok: bool,
+    secure: bool,
 ) -> (Vec<(HeaderName, HeaderValue)>, Option<String>) {
-    let wants_nonce = policy.nonce_parts.is_some()
-        || policy
-            .report_only
-            .as_ref()
-            .is_some_and(|c| c.nonce_parts.is_some());
+    let wants_nonce = policy.nonce || policy.report_only.as_ref().is_some_and(|c| c.nonce);
     let nonce = (wants_nonce && nonce_ok).then(new_nonce);
     let mut out = Vec::with_capacity(3);
     let name = match policy.mode {
         CspMode::Enforce => CSP,
         CspMode::ReportOnly => CSP_REPORT_ONLY,
     };
-    out.push((name, value_of(policy, nonce.as_deref())));
+    out.push((name, value_of(policy, secure, nonce.as_deref())));
     let mut endpoints: Vec<&str> = policy
         .reporting_endpoint
         .iter()
         .map(String::as_str)
         .collect();
     if let Some(c) = &policy.report_only {
-        out.push((CSP_REPORT_ONLY, value_of(c, nonce.as_deref())));
+        out.push((CSP_REPORT_ONLY, value_of(c, secure, nonce.as_deref())));
         endpoints.extend(c.reporting_endpoint.as_deref());
     }
-    if !endpoints.is_empty()
+    if secure
+        && !endpoints.is_empty()
         && let Ok(v) = HeaderValue::from_str(&endpoints.join(", "))
     {
         out.push((REPORTING_ENDPOINTS, v));

@@ -24,17 +24,28 @@ pub struct Policy {
     pub mode: CspMode,
     pub upstream_csp: UpstreamCsp,
     pub nonce: bool,
-    /// The full header value with the nonce slot empty (`'nonce-'` omitted), reporting
-    /// directives included; what `/-/config` and the change log show.
+    /// The full header value (HTTPS variant) with the nonce shown as `'nonce-...'`; what
+    /// `/-/config` and the change log show.
     pub header_value: String,
-    /// The value ready to send when the policy has no nonce.
-    pub value: HeaderValue,
-    /// With `nonce = true`: the value is `prefix + nonce + suffix`.
-    pub nonce_parts: Option<(String, String)>,
+    /// For plain-HTTP pages: `report-uri` only. Chromium ignores `report-uri` when `report-to`
+    /// is present, and ignores `Reporting-Endpoints` outside secure contexts, so on HTTP a policy
+    /// with `report-to` would never report.
+    pub plain: Wire,
+    /// For HTTPS pages: `report-uri` and `report-to` (with `Reporting-Endpoints`).
+    pub secure: Wire,
     /// `Reporting-Endpoints` member for this policy, e.g. `seawall-storefront="/_seawall/csp-report?policy=storefront"`.
     pub reporting_endpoint: Option<String>,
     /// A second policy sent alongside as `Content-Security-Policy-Report-Only` (rollout).
     pub report_only: Option<Arc<Policy>>,
+}
+
+/// A policy's header value, ready to send.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    /// The value when the policy has no nonce.
+    pub value: HeaderValue,
+    /// With `nonce = true`: the value is `prefix + nonce + suffix`.
+    pub nonce_parts: Option<(String, String)>,
 }
 
 impl PartialEq for Policy {
@@ -88,6 +99,8 @@ fn directive_rank(name: &str) -> (usize, &str) {
 pub struct Reporting<'a> {
     pub path: &'a str,
     pub policy: &'a str,
+    /// Add `report-to` (HTTPS pages only; see [`Policy::plain`]).
+    pub report_to: bool,
 }
 
 impl Reporting<'_> {
@@ -158,31 +171,45 @@ pub fn build_header(
         }
         out.push_str("report-uri ");
         out.push_str(&r.url());
-        out.push_str("; report-to ");
-        out.push_str(&r.endpoint_name());
+        if r.report_to {
+            out.push_str("; report-to ");
+            out.push_str(&r.endpoint_name());
+        }
     }
     out
 }
 
-/// Turn a built header into a policy's send-ready parts: the value, or the two halves around
-/// the nonce, and the shown form with the slot removed.
-pub fn finish(header: &str) -> (String, HeaderValue, Option<(String, String)>) {
+/// Turn a built header into its shown form (nonce as `'nonce-...'`) and its send-ready parts:
+/// the value, or the two halves around the nonce.
+pub fn finish(header: &str) -> (String, Wire) {
     match header.split_once(NONCE_SLOT) {
         Some((prefix, suffix)) => {
             let shown = format!("{prefix}'nonce-...'{suffix}");
-            let value = HeaderValue::from_str(&format!("{prefix}'nonce-unset'{suffix}"))
+            // Without a nonce (a page that cannot be rewritten) the slot is simply left out,
+            // never filled with a fixed value.
+            let without = format!("{}{}", prefix.trim_end(), suffix);
+            let value = HeaderValue::from_str(&without)
                 .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
+            let parts = Some((format!("{prefix}'nonce-"), format!("'{suffix}")));
             (
                 shown,
-                value,
-                Some((format!("{prefix}'nonce-"), format!("'{suffix}"))),
+                Wire {
+                    value,
+                    nonce_parts: parts,
+                },
             )
         }
         None => {
             // Sources were checked against the grammar: a header value cannot fail here.
             let value = HeaderValue::from_str(header)
                 .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
-            (header.to_string(), value, None)
+            (
+                header.to_string(),
+                Wire {
+                    value,
+                    nonce_parts: None,
+                },
+            )
         }
     }
 }
@@ -215,6 +242,7 @@ mod tests {
         let report = Reporting {
             path: "/_seawall/csp-report",
             policy: "storefront",
+            report_to: true,
         };
         let h = build_header(&base, &[&gtm, &gtm], false, Some(&report));
         assert_eq!(
