@@ -45,15 +45,7 @@ pub fn write(
     e: Option<&Error>,
 ) {
     let req = session.req_header();
-    let host = req
-        .uri
-        .host()
-        .or_else(|| {
-            req.headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .unwrap_or("");
+    let host = crate::routing::request_host(req);
     let line = Line {
         ts: jiff::Timestamp::now().to_string(),
         request_id: &ctx.request_id,

@@ -220,15 +220,7 @@ impl ProxyHttp for Proxy {
                 .iter()
                 .map(|v| v.as_bytes()),
         );
-        let raw_host = req
-            .uri
-            .host()
-            .or_else(|| {
-                req.headers
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-            })
-            .unwrap_or("");
+        let raw_host = crate::routing::request_host(req);
         if ctx
             .snap
             .csp

@@ -148,6 +148,18 @@ impl Route {
     }
 }
 
+/// The host a request names: the URI's authority (HTTP/2, absolute-form) or the `Host` header.
+pub fn request_host(req: &pingora::http::RequestHeader) -> &str {
+    req.uri
+        .host()
+        .or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("")
+}
+
 /// Lower-case, strip the port and a trailing dot. Works for `[v6]:port` too.
 pub fn normalize_host(raw: &str) -> std::borrow::Cow<'_, str> {
     let no_port = if raw.starts_with('[') {
