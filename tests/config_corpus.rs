@@ -297,7 +297,7 @@ path_prefx = "/"
         expect: &[
             "seawall.toml:3:1: error: unknown field `treads`, expected one of `listen`, `tls`, `admin_listen`, `admin_token_file`, `trusted_proxies`, `threads`, `csp_file`, `campaigns_file`, `access_log`, `upgrade_sock`, `pid_file`, `grace_period`",
             "seawall.toml:5:1: error: missing field `servers`",
-            "seawall.toml:6:1: error: unknown field `server`, expected one of `servers`, `connect_timeout`, `read_timeout`, `write_timeout`, `health_check`, `max_inflight`",
+            "seawall.toml:6:1: error: unknown field `server`, expected one of `servers`, `connect_timeout`, `read_timeout`, `write_timeout`, `health_check`, `max_inflight`, `tls`, `sni`, `http2`",
             "seawall.toml:11:1: error: unknown field `path_prefx`, expected one of `name`, `host`, `path`, `path_prefix`, `path_regex`, `methods`, `upstream`, `csp`, `max_inflight`",
             "seawall.toml:17:3: error: unknown field `brust`, expected one of `name`, `key`, `rate`, `burst`, `nodelay`, `delay`, `dry_run`, `status`, `max_keys`, `exempt`",
         ],
@@ -1012,7 +1012,7 @@ upstream = "app"
         ..NONE
     },
     Case {
-        name: "main_tls_listener_not_supported",
+        name: "main_tls_files_unreadable",
         main: t(r#"[server]
 listen = ["127.0.0.1:8080"]
 
@@ -1029,7 +1029,8 @@ name = "site"
 upstream = "app"
 "#),
         expect: &[
-            "seawall.toml:4:1: error: TLS listeners ([[server.tls]]) are not supported by this build yet; terminate TLS in front of Seawall or use a plain `listen`",
+            "seawall.toml:6:8: error: cannot read cert.pem: No such file or directory (os error 2)",
+            "seawall.toml:7:7: error: cannot read key.pem: No such file or directory (os error 2)",
         ],
         ..NONE
     },
