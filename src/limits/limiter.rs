@@ -143,6 +143,11 @@ impl Hasher for IdentityHasher {
 
 type Table = HashMap<u64, Slot, BuildHasherDefault<IdentityHasher>>;
 
+/// One shard's lock on its own cache line, so two cores working on different shards do not
+/// keep taking the line from each other.
+#[repr(align(64))]
+struct Padded(Mutex<Table>);
+
 /// nginx forgets an entry only when it is fully drained and idle at least this long; we do the
 /// same, so an entry's next request costs what it would in nginx.
 pub const RECLAIM_IDLE_MS: u64 = 60_000;
@@ -165,9 +170,8 @@ pub struct Limiter {
     rate_m: AtomicU64,
     burst_m: AtomicU64,
     delay_m: AtomicU64,
-    shards: Box<[Mutex<Table>]>,
+    shards: Box<[Padded]>,
     shard_cap: AtomicUsize,
-    shard_shift: u32,
     tracked: AtomicUsize,
     /// New keys let through untracked because every sampled entry was being limited.
     pub untracked: AtomicU64,
@@ -197,9 +201,10 @@ impl Limiter {
             rate_m: AtomicU64::new(p.rate_m),
             burst_m: AtomicU64::new(p.burst_m),
             delay_m: AtomicU64::new(p.delay_m),
-            shards: (0..n).map(|_| Mutex::new(Table::default())).collect(),
+            shards: (0..n)
+                .map(|_| Padded(Mutex::new(Table::default())))
+                .collect(),
             shard_cap: AtomicUsize::new((p.max_keys / n).max(1)),
-            shard_shift: 64 - n.trailing_zeros(),
             tracked: AtomicUsize::new(0),
             untracked: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
@@ -230,13 +235,12 @@ impl Limiter {
         self.tracked.load(Ordering::Relaxed)
     }
 
+    /// The shard comes from the key's middle bits: the hash table itself uses the top seven
+    /// bits as its probe tag and the low bits as the index, so neither may be constant within
+    /// a shard.
     fn shard(&self, key: u64) -> &Mutex<Table> {
-        let i = if self.shard_shift >= 64 {
-            0
-        } else {
-            (key >> self.shard_shift) as usize
-        };
-        &self.shards[i]
+        let i = (key >> 32) as usize & (self.shards.len() - 1);
+        &self.shards[i].0
     }
 
     /// nginx's elapsed time, with its guards against a clock that went backwards.
@@ -374,7 +378,7 @@ impl Limiter {
         let rate_m = self.rate_m.load(Ordering::Relaxed);
         let mut removed = 0;
         for shard in self.shards.iter() {
-            let mut table = shard.lock();
+            let mut table = shard.0.lock();
             let before = table.len();
             table.retain(|_, s| {
                 !(Self::elapsed(now, s.last) >= RECLAIM_IDLE_MS && Self::drained(rate_m, *s, now))
@@ -435,7 +439,15 @@ pub struct Decision {
 pub fn decide(checks: &[Check<'_>], now: u64) -> Decision {
     let mut verdicts = vec![Verdict::Skipped; checks.len()];
     let last = checks.iter().rposition(|c| c.key.is_some());
-    let mut lookups: Vec<Option<Lookup>> = vec![None; checks.len()];
+    // Routes have a few limits: keep the lookups on the stack.
+    let mut on_stack = [None; 8];
+    let mut on_heap;
+    let lookups: &mut [Option<Lookup>] = if checks.len() <= on_stack.len() {
+        &mut on_stack[..checks.len()]
+    } else {
+        on_heap = vec![None; checks.len()];
+        &mut on_heap
+    };
     for (i, c) in checks.iter().enumerate() {
         let Some(key) = c.key else { continue };
         let l = c.limiter.lookup(key, now, Some(i) == last);
