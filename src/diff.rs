@@ -66,17 +66,24 @@ fn upstream_summary(u: &Upstream) -> String {
     )
 }
 
-/// Compare two keyed lists of summaries: one line per added, removed or changed item.
-fn compare(
+/// Compare two keyed sets: one line per added, removed or changed item. Summaries are only
+/// written for what differs (`same` decides), so a reload of a large config stays cheap.
+fn compare<T: ?Sized>(
     kind: &str,
-    old: &BTreeMap<String, String>,
-    new: &BTreeMap<String, String>,
+    old: &BTreeMap<String, &T>,
+    new: &BTreeMap<String, &T>,
+    same: impl Fn(&T, &T) -> bool,
+    summary: impl Fn(&T) -> String,
     out: &mut Vec<String>,
 ) {
     for (k, v) in new {
         match old.get(k) {
-            None => out.push(format!("{kind} {k} added: {v}")),
-            Some(o) if o != v => out.push(format!("{kind} {k} changed: {o} -> {v}")),
+            None => out.push(format!("{kind} {k} added: {}", summary(v))),
+            Some(o) if !same(o, v) => out.push(format!(
+                "{kind} {k} changed: {} -> {}",
+                summary(o),
+                summary(v)
+            )),
             _ => {}
         }
     }
@@ -85,72 +92,114 @@ fn compare(
     }
 }
 
+fn same_route(a: &Route, b: &Route) -> bool {
+    let path_eq = match (&a.path, &b.path) {
+        (PathMatch::Any, PathMatch::Any) => true,
+        (PathMatch::Exact(x), PathMatch::Exact(y))
+        | (PathMatch::Prefix(x), PathMatch::Prefix(y)) => x == y,
+        (PathMatch::Regex(x), PathMatch::Regex(y)) => x.as_str() == y.as_str(),
+        _ => false,
+    };
+    path_eq
+        && a.host == b.host
+        && a.methods == b.methods
+        && a.upstream.name == b.upstream.name
+        && a.csp == b.csp
+        && a.max_inflight == b.max_inflight
+}
+
+fn launch_summary(l: &crate::campaign::Launch) -> String {
+    format!(
+        "tags {} action {:?} window {}..{} targets {} limit {}",
+        l.tags.join(","),
+        l.action,
+        l.starts.map_or("-".into(), |t| t.to_string()),
+        l.ends.map_or("-".into(), |t| t.to_string()),
+        l.targets.join(","),
+        l.limit.as_ref().map_or("none".into(), limit_summary)
+    )
+}
+
 /// A short human-readable account of what changed from `old` to `new`, one line per change.
 pub fn describe(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     let mut out = Vec::new();
-    let routes = |s: &Snapshot| -> BTreeMap<String, String> {
-        s.routes
-            .iter()
-            .map(|r| (r.name.to_string(), route_summary(r)))
-            .collect()
-    };
-    compare("route", &routes(old), &routes(new), &mut out);
-    let order = |s: &Snapshot| {
-        s.routes
-            .iter()
-            .map(|r| r.name.to_string())
-            .collect::<Vec<_>>()
-    };
-    if order(old) != order(new) && out.is_empty() {
+    fn routes(s: &Snapshot) -> BTreeMap<String, &Route> {
+        s.routes.iter().map(|r| (r.name.to_string(), r)).collect()
+    }
+    compare(
+        "route",
+        &routes(old),
+        &routes(new),
+        same_route,
+        route_summary,
+        &mut out,
+    );
+    let order = |s: &Snapshot| s.routes.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+    if out.is_empty() && order(old) != order(new) {
         out.push(format!("route order changed: {}", order(new).join(", ")));
     }
-    let limits = |s: &Snapshot| -> BTreeMap<String, String> {
+    fn limits(s: &Snapshot) -> BTreeMap<String, &LimitSpec> {
         s.routes
             .iter()
             .flat_map(|r| {
                 r.limits
                     .iter()
-                    .map(move |l| (format!("{}/{}", r.name, l.name), limit_summary(l)))
+                    .map(move |l| (format!("{}/{}", r.name, l.name), l))
             })
             .collect()
-    };
-    compare("limit", &limits(old), &limits(new), &mut out);
-    let ups = |s: &Snapshot| -> BTreeMap<String, String> {
+    }
+    compare(
+        "limit",
+        &limits(old),
+        &limits(new),
+        |a, b| a == b,
+        limit_summary,
+        &mut out,
+    );
+    fn ups(s: &Snapshot) -> BTreeMap<String, &Upstream> {
         s.upstreams
             .iter()
-            .map(|(n, u)| (n.to_string(), upstream_summary(u)))
+            .map(|(n, u)| (n.to_string(), u.as_ref()))
             .collect()
-    };
-    compare("upstream", &ups(old), &ups(new), &mut out);
-    let policies = |s: &Snapshot| -> BTreeMap<String, String> {
+    }
+    compare(
+        "upstream",
+        &ups(old),
+        &ups(new),
+        |a, b| a.same_definition(b),
+        upstream_summary,
+        &mut out,
+    );
+    fn policies(s: &Snapshot) -> BTreeMap<String, &crate::csp::Policy> {
         s.csp
             .policies
             .iter()
-            .map(|(n, p)| (n.to_string(), format!("{:?} {}", p.mode, p.header_value)))
+            .map(|(n, p)| (n.to_string(), p.as_ref()))
             .collect()
-    };
-    compare("CSP policy", &policies(old), &policies(new), &mut out);
-    let launches = |s: &Snapshot| -> BTreeMap<String, String> {
+    }
+    compare(
+        "CSP policy",
+        &policies(old),
+        &policies(new),
+        |a, b| a == b,
+        |p| format!("{:?} {}", p.mode, p.header_value),
+        &mut out,
+    );
+    fn launches(s: &Snapshot) -> BTreeMap<String, &crate::campaign::Launch> {
         s.campaigns
             .launches
             .iter()
-            .map(|l| {
-                (
-                    l.name.to_string(),
-                    format!(
-                        "tags {} action {:?} window {}..{} targets {} limit {}",
-                        l.tags.join(","),
-                        l.action,
-                        l.starts.map_or("-".into(), |t| t.to_string()),
-                        l.ends.map_or("-".into(), |t| t.to_string()),
-                        l.targets.join(","),
-                        l.limit.as_ref().map_or("none".into(), limit_summary)
-                    ),
-                )
-            })
+            .map(|l| (l.name.to_string(), l))
             .collect()
-    };
-    compare("launch", &launches(old), &launches(new), &mut out);
+    }
+    compare(
+        "launch",
+        &launches(old),
+        &launches(new),
+        |a, b| launch_summary(a) == launch_summary(b),
+        launch_summary,
+        &mut out,
+    );
     out
 }
 
