@@ -231,7 +231,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     print_banner(&config, state.process.listen[0], state.process.admin_listen);
-    server::build(state, &RunOptions::default()).run_forever()
+    server::run_process(server::build(state, &RunOptions::default()))
 }
 
 fn print_banner(config: &std::path::Path, proxy: SocketAddr, admin: SocketAddr) {

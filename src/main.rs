@@ -133,5 +133,5 @@ fn run(a: &RunArgs) -> ExitCode {
         upgrade: a.upgrade,
         in_process: false,
     };
-    server::build(state, &opts).run_forever()
+    server::run_process(server::build(state, &opts))
 }

@@ -99,6 +99,36 @@ fn own_answer_csp(ctx: &Ctx) -> Vec<(http::HeaderName, http::HeaderValue)> {
     policy.map_or_else(Vec::new, |p| csp::apply::headers(p, true, ctx.secure).0)
 }
 
+/// Bodies up to this size are read and dropped before Seawall answers a request itself, so the
+/// connection can take the client's next request (as nginx does for a `limit_req` 429). Larger
+/// or unsized bodies close the connection instead of being read.
+const DISCARD_BODY_LIMIT: usize = 64 * 1024;
+
+/// Before answering in `request_filter`: consume a small request body, or say the connection
+/// ends. Without this a 429 to a POST closes the connection, and a flood becomes a flood of new
+/// connections.
+async fn settle_request_body(session: &mut Session) {
+    if session.as_mut().is_body_done() {
+        return;
+    }
+    let small = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n <= DISCARD_BODY_LIMIT);
+    if !small || session.drain_request_body().await.is_err() {
+        session.set_keepalive(None);
+    }
+}
+
+/// Answer from `request_filter`, before anything was sent upstream.
+async fn early_answer(session: &mut Session, ctx: &mut Ctx, reason: Reason) -> Result<()> {
+    settle_request_body(session).await;
+    send_answer(session, ctx, reason).await
+}
+
 async fn send_answer(session: &mut Session, ctx: &mut Ctx, reason: Reason) -> Result<()> {
     ctx.reason = Some(reason);
     let (header, body) = answers::build(reason, &ctx.request_id, &own_answer_csp(ctx));
@@ -242,7 +272,7 @@ impl ProxyHttp for Proxy {
             .iter()
             .position(|r| r.matches(&host, req.uri.path(), &req.method));
         let Some(idx) = found else {
-            send_answer(session, ctx, Reason::NoRoute).await?;
+            early_answer(session, ctx, Reason::NoRoute).await?;
             return Ok(true);
         };
         ctx.route = Some(idx);
@@ -260,7 +290,7 @@ impl ProxyHttp for Proxy {
             ctx.campaign = Some((Arc::from(c.campaign), c.action_label));
             if c.action == Action::Refuse {
                 self.count_campaign(ctx);
-                send_answer(session, ctx, Reason::CampaignRefused).await?;
+                early_answer(session, ctx, Reason::CampaignRefused).await?;
                 return Ok(true);
             }
         }
@@ -293,6 +323,7 @@ impl ProxyHttp for Proxy {
                     }
                     self.count_campaign(ctx);
                     ctx.reason = Some(Reason::RateLimited(status));
+                    settle_request_body(session).await;
                     let (h, body) = answers::rate_limited(
                         status,
                         &limit,
@@ -311,7 +342,7 @@ impl ProxyHttp for Proxy {
         match take_slot(&self.state, (ROUTE_SLOT, &route.name), route.max_inflight) {
             Some(g) => ctx._guards.extend(g),
             None => {
-                send_answer(session, ctx, Reason::RouteBusy).await?;
+                early_answer(session, ctx, Reason::RouteBusy).await?;
                 return Ok(true);
             }
         }
@@ -338,7 +369,7 @@ impl ProxyHttp for Proxy {
                 } else {
                     Reason::UpstreamBusy
                 };
-                send_answer(session, ctx, reason).await?;
+                early_answer(session, ctx, reason).await?;
                 return Ok(true);
             }
         }

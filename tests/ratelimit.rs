@@ -502,3 +502,58 @@ upstream = "app"
     assert_eq!(sw.get("/signup").await.status(), 429);
     assert_eq!(sw.state().limits.len(), 1);
 }
+
+/// Read one HTTP/1.1 response (headers and a Content-Length body) from a raw connection.
+async fn read_response(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(
+            n > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_to_a_post_keeps_the_connection_for_the_next_request() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestUpstream::start("app").await;
+    let sw = Kit::new().start(&limited(
+        &app,
+        r#"name = "g"
+  key = "global"
+  rate = "4r/h"
+  nodelay = true"#,
+    ));
+    let mut s = tokio::net::TcpStream::connect(sw.listen).await.unwrap();
+    let post = "POST /signup HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+    s.write_all(post.as_bytes()).await.unwrap();
+    assert!(read_response(&mut s).await.starts_with("HTTP/1.1 200"));
+    // Rejected: the small body is read and dropped, and the connection stays open.
+    s.write_all(post.as_bytes()).await.unwrap();
+    let r = read_response(&mut s).await;
+    assert!(r.starts_with("HTTP/1.1 429"), "{r}");
+    assert!(!r.to_ascii_lowercase().contains("connection: close"), "{r}");
+    s.write_all(post.as_bytes()).await.unwrap();
+    assert!(read_response(&mut s).await.starts_with("HTTP/1.1 429"));
+    assert_eq!(app.hits(), 1);
+}
