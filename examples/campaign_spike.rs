@@ -10,6 +10,8 @@
 //!   finished, and its latency is measured from that scheduled time, so queueing anywhere
 //!   (including in the generator itself) shows up as latency rather than as fewer requests.
 //! - `free-ports N`: prints N free 127.0.0.1 ports (bound to port 0, then released).
+//!
+//! The generator itself lives in `shared/loadgen.rs`, shared with the other load scenarios.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,7 +24,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use clap::{Parser, Subcommand};
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
+
+// The open-loop generator and /proc readings, shared with the other load scenarios.
+#[path = "shared/loadgen.rs"]
+mod loadgen;
+use loadgen::{Sample, Schedule, cpu_seconds, pct, run_stream};
 
 #[derive(Parser)]
 struct Cli {
@@ -89,35 +95,10 @@ struct LoadArgs {
     clk_tck: f64,
 }
 
-/// CPU seconds (user + system) this process has used, from /proc/self/stat.
-fn cpu_seconds(clk_tck: f64) -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses: utime and stime are 12th and 13th.
-    let rest: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        rest.get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / clk_tck
-}
-
 fn main() {
     match Cli::parse().cmd {
         Cmd::Load(a) => std::process::exit(load(a)),
-        Cmd::FreePorts { n } => {
-            let ls: Vec<_> = (0..n)
-                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-                .collect();
-            for l in &ls {
-                println!("{}", l.local_addr().expect("addr").port());
-            }
-        }
+        Cmd::FreePorts { n } => loadgen::print_free_ports(n),
         // One worker thread each: the app's capacity comes from its slots, not from CPU, and
         // all the processes share two cores.
         cmd => tokio::runtime::Builder::new_multi_thread()
@@ -232,98 +213,9 @@ async fn sink(port: u16) {
     serve(port, router).await;
 }
 
-/// One request's result: status (0 = transport error or timeout, 1 = not sent: generator cap),
-/// latency from its scheduled time, and how late it was actually sent.
-#[derive(Clone, Copy)]
-struct Sample {
-    phase: u8,
-    status: u16,
-    latency_us: u64,
-    lag_us: u64,
-}
-
 const WARMUP: u8 = 0;
 const BEFORE: u8 = 1;
 const DURING: u8 = 2;
-
-/// One open-loop stream: `count` requests at `rate`/s from `start`.
-struct Schedule {
-    start: std::time::Instant,
-    rate: f64,
-    count: u64,
-    timeout: Duration,
-    inflight: Arc<AtomicUsize>,
-    max_inflight: usize,
-}
-
-/// Runs a schedule on its own thread, runtime and client (own connection pool), so the shoppers'
-/// requests never queue behind the flood's inside the generator. Each request is sent on its
-/// own task at its due time, whether or not earlier ones have finished.
-fn run_stream(
-    s: Schedule,
-    phase_of: impl Fn(f64) -> u8 + Send + 'static,
-    build: impl Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + 'static,
-) -> std::thread::JoinHandle<Vec<Sample>> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let client = reqwest::Client::builder()
-                .timeout(s.timeout)
-                .tcp_nodelay(true)
-                .build()
-                .expect("client");
-            let start = Instant::from_std(s.start);
-            let out = Arc::new(Mutex::new(Vec::with_capacity(s.count as usize)));
-            let mut tasks = Vec::with_capacity(s.count as usize);
-            for i in 0..s.count {
-                let offset = i as f64 / s.rate;
-                let due = start + Duration::from_secs_f64(offset);
-                tokio::time::sleep_until(due).await;
-                let phase = phase_of(offset);
-                let (req, out, inflight) = (build(&client, i), out.clone(), s.inflight.clone());
-                let max_inflight = s.max_inflight;
-                tasks.push(tokio::spawn(async move {
-                    let lag_us = due.elapsed().as_micros() as u64;
-                    let status = if inflight.fetch_add(1, Ordering::Relaxed) >= max_inflight {
-                        1
-                    } else {
-                        match req.send().await {
-                            // Read the whole body: the answer is complete only then.
-                            Ok(r) => {
-                                let code = r.status().as_u16();
-                                r.bytes().await.map_or(0, |_| code)
-                            }
-                            Err(_) => 0,
-                        }
-                    };
-                    inflight.fetch_sub(1, Ordering::Relaxed);
-                    let latency_us = due.elapsed().as_micros() as u64;
-                    out.lock().expect("lock").push(Sample {
-                        phase,
-                        status,
-                        latency_us,
-                        lag_us,
-                    });
-                }));
-            }
-            for t in tasks {
-                let _ = t.await;
-            }
-            std::mem::take(&mut *out.lock().expect("lock"))
-        })
-    })
-}
-
-fn pct(sorted: &[u64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i] as f64 / 1000.0
-}
 
 /// Prints one phase of ordinary traffic; returns (p99 ms, errors).
 fn report_ordinary(name: &str, all: &[Sample], phase: u8) -> (f64, usize) {

@@ -26,6 +26,8 @@ use crate::state::State;
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// The safety-net digest check.
 const POLL: Duration = Duration::from_secs(1);
+/// How long a changed file must stay the same before it is loaded.
+const SETTLE: Duration = Duration::from_millis(50);
 
 /// The three files of the live config (or, after a failed reload, of the attempt).
 fn config_files(state: &State) -> Vec<PathBuf> {
@@ -139,8 +141,27 @@ impl BackgroundService for Watcher {
                     last = digests(&files);
                 }
                 Trigger::Files => {
-                    let now = digests(&files);
+                    let mut now = digests(&files);
                     if now != last {
+                        // An editor saving in place truncates, then writes: wait until the
+                        // files read the same twice in a row, so a half-written file is never
+                        // loaded (nor reported as broken).
+                        for _ in 0..20 {
+                            tokio::time::sleep(SETTLE).await;
+                            let again = digests(&files);
+                            if again == now {
+                                break;
+                            }
+                            now = again;
+                        }
+                        // An empty file is a save in progress (no config is empty): wait for the
+                        // write; the next event or the periodic check brings it.
+                        let empty = files
+                            .iter()
+                            .any(|f| std::fs::metadata(f).is_ok_and(|m| m.len() == 0));
+                        if empty {
+                            continue;
+                        }
                         last = now;
                         self.reload("file change").await;
                         // The new config may name other files; follow them.
