@@ -89,11 +89,8 @@ fn request_id(session: &Session) -> String {
 /// The CSP headers of a response Seawall writes itself: the route's policy, or csp.toml's
 /// default for requests no route matched. Pingora skips `response_filter` for these answers.
 fn own_answer_csp(ctx: &Ctx) -> Vec<(http::HeaderName, http::HeaderValue)> {
-    let policy = match ctx.route.and_then(|i| ctx.snap.routes.get(i)) {
-        Some(r) => match &r.csp {
-            CspChoice::Policy(p) => Some(p),
-            CspChoice::Off => None,
-        },
+    let policy = match ctx.route {
+        Some(_) => route_policy(ctx),
         None => ctx.snap.csp.default_policy.as_ref(),
     };
     policy.map_or_else(Vec::new, |p| csp::apply::headers(p, true, ctx.secure).0)
@@ -287,7 +284,7 @@ impl ProxyHttp for Proxy {
         };
         if let Some(c) = &class {
             self.record_campaign(c, session.req_header().uri.path());
-            ctx.campaign = Some((Arc::from(c.campaign), c.action_label));
+            ctx.campaign = Some((c.campaign.clone(), c.action_label));
             if c.action == Action::Refuse {
                 self.count_campaign(ctx);
                 early_answer(session, ctx, Reason::CampaignRefused).await?;

@@ -24,6 +24,13 @@ pub use crate::config::schema::{LaunchAction, UnregisteredAction};
 /// Label and header value for tagged traffic no launch claims.
 pub const UNREGISTERED: &str = "unregistered";
 
+/// [`UNREGISTERED`] as a shared string, allocated once: a request's context keeps it.
+fn unregistered_name() -> Arc<str> {
+    static NAME: std::sync::LazyLock<Arc<str>> =
+        std::sync::LazyLock::new(|| Arc::from(UNREGISTERED));
+    NAME.clone()
+}
+
 #[derive(Debug)]
 pub struct Launch {
     pub name: Arc<str>,
@@ -106,7 +113,7 @@ pub enum Action {
 #[derive(Debug)]
 pub struct Classified<'a> {
     /// The launch's name, or [`UNREGISTERED`].
-    pub campaign: &'a str,
+    pub campaign: Arc<str>,
     pub launch: Option<&'a Launch>,
     /// The tag as read: URL-decoded, lower-cased.
     pub tag: String,
@@ -161,7 +168,7 @@ pub fn classify<'a>(
     {
         if !launch.targets_path(path) {
             return Some(Classified {
-                campaign: &launch.name,
+                campaign: launch.name.clone(),
                 launch: Some(launch),
                 tag,
                 action: Action::Pass,
@@ -175,7 +182,7 @@ pub fn classify<'a>(
             LaunchAction::Pause => (Action::Refuse, "pause"),
         };
         return Some(Classified {
-            campaign: &launch.name,
+            campaign: launch.name.clone(),
             launch: Some(launch),
             tag,
             action,
@@ -189,7 +196,7 @@ pub fn classify<'a>(
         UnregisteredAction::Reject => (Action::Refuse, "reject"),
     };
     Some(Classified {
-        campaign: UNREGISTERED,
+        campaign: unregistered_name(),
         launch: None,
         tag,
         action,
