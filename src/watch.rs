@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use notify::RecursiveMode;
+use notify::event::{AccessKind, AccessMode, EventKind};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -70,6 +71,17 @@ fn watch_dirs(files: &[PathBuf]) -> BTreeSet<PathBuf> {
     dirs
 }
 
+/// Whether an event can mean new content. Opening and reading a file are events too (inotify's
+/// IN_OPEN and IN_CLOSE_NOWRITE, which notify reports): acting on them, the watcher's own
+/// reading of the files would wake it again, for ever.
+fn may_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 pub struct Watcher {
     pub state: Arc<State>,
 }
@@ -93,7 +105,7 @@ impl BackgroundService for Watcher {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Trigger>();
         let events = tx.clone();
         let debouncer = new_debouncer(DEBOUNCE, None, move |res: DebounceEventResult| {
-            if res.is_ok() {
+            if res.is_ok_and(|evs| evs.iter().any(|e| may_change(&e.kind))) {
                 let _ = events.send(Trigger::Files);
             }
         });

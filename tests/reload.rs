@@ -302,3 +302,41 @@ async fn fifty_reloads_under_load_fail_no_request() {
     assert!(total >= 100, "the load loop ran ({total} requests)");
     assert!(generation(&sw) >= 51);
 }
+
+/// Reading a file is an inotify event too (open, close without writing). The watcher reads the
+/// files to compare them; if it took those events for changes, it would wake itself for ever.
+/// Left idle, it must read the config about once a second (its safety-net check), no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_watcher_does_not_wake_itself() {
+    use notify::Watcher as _;
+    use notify::event::{AccessKind, EventKind};
+    let app = TestUpstream::start("app").await;
+    let sw = Kit::new().start(&limited(&app, 0));
+    let path = sw.config_path().canonicalize().unwrap();
+    let opens = Arc::new(AtomicUsize::new(0));
+    let counter = opens.clone();
+    let watched = path.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(e) = res
+            && matches!(e.kind, EventKind::Access(AccessKind::Open(_)))
+            && e.paths.iter().any(|p| p == &watched)
+        {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .unwrap();
+    watcher
+        .watch(path.parent().unwrap(), notify::RecursiveMode::NonRecursive)
+        .unwrap();
+    // Our own read shows the watch works (the count would be 0 for a blind watcher).
+    std::fs::read(&path).unwrap();
+    let window = Duration::from_secs(3);
+    tokio::time::sleep(window).await;
+    let n = opens.load(Ordering::SeqCst);
+    // 1 (ours) + about 3 checks at one a second; a self-waking watcher opens it every ~100 ms.
+    assert!(
+        (1..=6).contains(&n),
+        "the config was opened {n} times in {window:?} of idling"
+    );
+    assert_eq!(generation(&sw), 1);
+}
