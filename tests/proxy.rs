@@ -532,3 +532,48 @@ async fn request_body_and_method_reach_the_upstream_intact() {
     )
     .await;
 }
+
+/// A streamed response (chunked, an HTML page here, so that CSP applies to it too) reaches the
+/// client chunk by chunk: the client's write buffer holds back only bodies of known length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_response_streams_through() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the proxy closed before sending its request");
+            got.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ntransfer-encoding: chunked\r\n\r\n\
+              6\r\nfirst \r\n",
+        )
+        .await
+        .unwrap();
+        let _ = released.await;
+        s.write_all(b"4\r\nlast\r\n0\r\n\r\n").await.unwrap();
+    });
+    let sw = Kit::new().start(&format!(
+        "[upstreams.app]\nservers = [\"{addr}\"]\n\n[[routes]]\nname = \"all\"\nupstream = \"app\"\n"
+    ));
+    let mut resp = sw.get("/").await;
+    assert_eq!(resp.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(5), resp.chunk())
+        .await
+        .expect("the first chunk did not arrive while the upstream held the rest")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"first ");
+    release.send(()).unwrap();
+    let mut rest = Vec::new();
+    while let Some(c) = resp.chunk().await.unwrap() {
+        rest.extend_from_slice(&c);
+    }
+    assert_eq!(rest, b"last");
+}
