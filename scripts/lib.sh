@@ -21,5 +21,6 @@ ensure_packages() {
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# What building Seawall needs: cmake for pingora-core's zlib-ng, OpenSSL headers for the TLS backend.
-BUILD_PACKAGES=(cmake:cmake pkg-config:pkg-config libssl-dev:libssl-dev)
+# What building Seawall needs: cmake for pingora-core's zlib-ng, OpenSSL headers for the TLS backend,
+# make for the vendored OpenSSL and jemalloc.
+BUILD_PACKAGES=(cmake:cmake make:make pkg-config:pkg-config libssl-dev:libssl-dev)

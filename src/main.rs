@@ -8,6 +8,13 @@ use clap::{Args, Parser, Subcommand};
 use seawall::config;
 use seawall::server::{self, RunOptions};
 
+/// jemalloc rather than glibc's malloc: a proxied request makes about 40 small allocations
+/// (Pingora's header maps, buffers, tasks), and glibc's malloc and free took 15% of the proxy's
+/// CPU. jemalloc cut user-space instructions per request by 15% with resident memory unchanged;
+/// mimalloc cut them by 21% but added 13 MiB of resident memory (README, "Performance").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "seawall",
