@@ -48,7 +48,7 @@ pub fn write(
     let host = crate::routing::request_host(req);
     let line = Line {
         ts: jiff::Timestamp::now().to_string(),
-        request_id: &ctx.request_id,
+        request_id: ctx.request_id_text(),
         client_ip: ctx.client_ip.to_string(),
         method: req.method.as_str(),
         host,

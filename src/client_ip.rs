@@ -56,6 +56,27 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Append the text form of `ip` (as `Display` writes it) to `out`. IPv4, every request's case,
+/// is written digit by digit: `Display` goes through the formatting machinery and cost about
+/// 1,600 instructions a call, twice a request (X-Forwarded-For and X-Real-IP).
+pub fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(digits.format(octet).as_bytes());
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 /// One element of `X-Forwarded-For`: an address, optionally `"[v6]:port"` or `v4:port`.
 fn parse_hop(raw: &[u8]) -> Option<IpAddr> {
     let s = std::str::from_utf8(raw).ok()?.trim();
@@ -73,6 +94,27 @@ fn parse_hop(raw: &[u8]) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_ip_writes_what_display_writes() {
+        let mut cases: Vec<IpAddr> = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.0.1",
+            "::1",
+            "2001:db8::7",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        // Every octet value in every position.
+        cases.extend((0..=255u8).map(|o| IpAddr::from([o, 255 - o, o / 3, o.wrapping_mul(7)])));
+        for ip in cases {
+            let mut out = b"x, ".to_vec();
+            write_ip(&mut out, ip);
+            assert_eq!(String::from_utf8(out).unwrap(), format!("x, {ip}"));
+        }
+    }
 
     fn tp(nets: &[&str]) -> TrustedProxies {
         TrustedProxies::new(nets.iter().map(|n| n.parse().unwrap()).collect())

@@ -33,7 +33,8 @@ pub struct Proxy {
 pub struct Ctx {
     pub snap: Arc<Snapshot>,
     pub started: Instant,
-    pub request_id: String,
+    /// Sent upstream and on the answer as `X-Request-Id`; see [`Ctx::request_id_text`].
+    pub request_id: http::HeaderValue,
     pub client_ip: IpAddr,
     /// Whether the TCP peer is a trusted proxy (its forwarding headers are believed).
     pub peer_trusted: bool,
@@ -62,6 +63,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The request id as text, for logs and Seawall's own answers.
+    pub fn request_id_text(&self) -> &str {
+        self.request_id.to_str().unwrap_or("-")
+    }
+
     pub fn route_name(&self) -> &str {
         self.route
             .and_then(|i| self.snap.routes.get(i))
@@ -71,19 +77,25 @@ impl Ctx {
 
 /// A client-sent `X-Request-Id` is passed through when it is short and plain; otherwise a fresh
 /// 128-bit id is generated. This keeps ids log-safe and lets an upstream proxy's id survive.
-fn request_id(session: &Session) -> String {
+/// Either way it is a `HeaderValue`, made once and shared by the request and the answer.
+fn request_id(session: &Session) -> http::HeaderValue {
     if let Some(v) = session.req_header().headers.get("x-request-id") {
         let b = v.as_bytes();
         if !b.is_empty()
             && b.len() <= 128
             && b.iter()
                 .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
-            && let Ok(s) = v.to_str()
         {
-            return s.to_string();
+            return v.clone();
         }
     }
-    format!("{:032x}", rand::random::<u128>())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = rand::random::<u128>();
+    let mut text = [0u8; 32];
+    for (i, c) in text.iter_mut().enumerate() {
+        *c = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    http::HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
 }
 
 /// The CSP headers of a response Seawall writes itself: the route's policy, or csp.toml's
@@ -128,7 +140,7 @@ async fn early_answer(session: &mut Session, ctx: &mut Ctx, reason: Reason) -> R
 
 async fn send_answer(session: &mut Session, ctx: &mut Ctx, reason: Reason) -> Result<()> {
     ctx.reason = Some(reason);
-    let (header, body) = answers::build(reason, &ctx.request_id, &own_answer_csp(ctx));
+    let (header, body) = answers::build(reason, ctx.request_id_text(), &own_answer_csp(ctx));
     session
         .write_response_header(Box::new(header), false)
         .await?;
@@ -203,7 +215,7 @@ impl ProxyHttp for Proxy {
         Ctx {
             snap: self.state.snapshot.load_full(),
             started: Instant::now(),
-            request_id: String::new(),
+            request_id: http::HeaderValue::from_static(""),
             client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             peer_trusted: false,
             peer_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -256,9 +268,14 @@ impl ProxyHttp for Proxy {
             .is_some_and(|p| p == req.uri.path())
         {
             let snap = ctx.snap.clone();
-            let status =
-                csp::endpoint::serve(session, &self.state, &snap, ctx.client_ip, &ctx.request_id)
-                    .await?;
+            let status = csp::endpoint::serve(
+                session,
+                &self.state,
+                &snap,
+                ctx.client_ip,
+                ctx.request_id_text(),
+            )
+            .await?;
             ctx.served = Some(status);
             return Ok(true);
         }
@@ -326,7 +343,7 @@ impl ProxyHttp for Proxy {
                         &limit,
                         retry_after_s,
                         &headers,
-                        &ctx.request_id,
+                        ctx.request_id_text(),
                         &own_answer_csp(ctx),
                     );
                     session.write_response_header(Box::new(h), false).await?;
@@ -419,24 +436,22 @@ impl ProxyHttp for Proxy {
         up: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let peer = ctx.peer_ip.to_string();
-        let xff = if ctx.peer_trusted {
-            let mut joined: Vec<&str> = session
-                .req_header()
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            joined.push(&peer);
-            joined.join(", ")
-        } else {
-            // An untrusted client's own X-Forwarded-For is dropped, not passed on: the app must
-            // be able to believe the header it receives.
-            peer.clone()
-        };
+        // X-Forwarded-For: a trusted proxy's chain with the peer appended; an untrusted client's
+        // own header is dropped, not passed on: the app must be able to believe what it gets.
+        let mut xff = Vec::with_capacity(48);
+        if ctx.peer_trusted {
+            for v in session.req_header().headers.get_all("x-forwarded-for") {
+                if v.to_str().is_ok() {
+                    xff.extend_from_slice(v.as_bytes());
+                    xff.extend_from_slice(b", ");
+                }
+            }
+        }
+        crate::client_ip::write_ip(&mut xff, ctx.peer_ip);
         up.insert_header("x-forwarded-for", xff)?;
-        up.insert_header("x-real-ip", ctx.client_ip.to_string())?;
+        let mut real_ip = Vec::with_capacity(16);
+        crate::client_ip::write_ip(&mut real_ip, ctx.client_ip);
+        up.insert_header("x-real-ip", real_ip)?;
         let scheme = if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
             "https"
         } else {
@@ -444,9 +459,9 @@ impl ProxyHttp for Proxy {
         };
         let keep_proto = ctx.peer_trusted && up.headers.contains_key("x-forwarded-proto");
         if !keep_proto {
-            up.insert_header("x-forwarded-proto", scheme)?;
+            up.insert_header("x-forwarded-proto", http::HeaderValue::from_static(scheme))?;
         }
-        up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        up.insert_header("x-request-id", ctx.request_id.clone())?;
         // A page whose scripts get a nonce must come uncompressed to be rewritten.
         if let Some(p) = route_policy(ctx)
             && (p.nonce || p.report_only.as_ref().is_some_and(|c| c.nonce))
@@ -477,7 +492,7 @@ impl ProxyHttp for Proxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        resp.insert_header("x-request-id", ctx.request_id.clone())?;
         if let Some(rl) = &ctx.ratelimit {
             resp.insert_header("ratelimit-policy", rl.policy.clone())?;
             resp.insert_header("ratelimit", rl.state.clone())?;
