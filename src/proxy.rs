@@ -211,6 +211,10 @@ impl Proxy {
 impl ProxyHttp for Proxy {
     type CTX = Ctx;
 
+    /// No downstream modules. Pingora's default adds its response-compression module, disabled,
+    /// which still builds a module context and runs its filters on every request.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> Ctx {
         Ctx {
             snap: self.state.snapshot.load_full(),
