@@ -7,6 +7,9 @@
 //!   rate (CPU per request, latency). Rounds alternate the order nginx/Seawall (ABBA), so a
 //!   drift of the machine over the run hits both alike. Prints the report and draws the chart.
 //! - `free-ports N`: prints N free 127.0.0.1 ports.
+//! - `bare-pingora`: a Pingora proxy with nothing in its phases (one upstream, keep-alive), with
+//!   the transport settings and allocator Seawall uses, for `--instructions`: what Pingora
+//!   itself costs per request, before any of Seawall's work.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -48,6 +51,12 @@ enum Cmd {
     Bench(BenchArgs),
     FreePorts {
         n: usize,
+    },
+    BarePingora {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        upstream: SocketAddr,
     },
 }
 
@@ -102,6 +111,62 @@ fn main() {
         } => upstream::run(port, threads, body_bytes),
         Cmd::FreePorts { n } => loadgen::print_free_ports(n),
         Cmd::Bench(a) => std::process::exit(bench(a)),
+        Cmd::BarePingora { port, upstream } => bare::run(port, upstream),
+    }
+}
+
+/// Seawall's allocator, so that `bare-pingora` differs from Seawall only in the proxy phases.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+mod bare {
+    use std::net::SocketAddr;
+
+    use async_trait::async_trait;
+    use pingora::listeners::ListenerConfig;
+    use pingora::proxy::{ProxyHttp, Session};
+    use pingora::server::Server;
+    use pingora::server::configuration::{Opt, ServerConf};
+    use pingora::upstreams::peer::HttpPeer;
+
+    struct Bare {
+        upstream: SocketAddr,
+    }
+
+    #[async_trait]
+    impl ProxyHttp for Bare {
+        type CTX = ();
+        fn new_ctx(&self) {}
+        async fn upstream_peer(
+            &self,
+            _session: &mut Session,
+            _ctx: &mut (),
+        ) -> pingora::Result<Box<HttpPeer>> {
+            Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+        }
+    }
+
+    /// One thread, no work stealing and Seawall's client write buffer, as `seawall run` with
+    /// `threads = 1` has.
+    pub fn run(port: u16, upstream: SocketAddr) {
+        let conf = ServerConf {
+            threads: 1,
+            work_stealing: false,
+            // SIGTERM (the script's stop) ends it at once rather than after Pingora's grace.
+            grace_period_seconds: Some(0),
+            graceful_shutdown_timeout_seconds: Some(1),
+            ..ServerConf::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+        server.bootstrap();
+        let mut proxy =
+            pingora::proxy::http_proxy_service(&server.configuration, Bare { upstream });
+        proxy.add_listener(
+            ListenerConfig::tcp(format!("127.0.0.1:{port}"))
+                .l4_buffer(seawall::server::listener_buffers()),
+        );
+        server.add_service(proxy);
+        server.run_forever();
     }
 }
 

@@ -74,7 +74,8 @@ pub fn preflight_bind(state: &State) -> Result<(), String> {
 /// not held back; only bodies of known length fill it before leaving.
 const CLIENT_WRITE_BUFFER: usize = 16 * 1024;
 
-fn listener_buffers() -> L4BufferSettings {
+/// The buffers of Seawall's client connections (public for the load tests' bare proxy).
+pub fn listener_buffers() -> L4BufferSettings {
     L4BufferSettings::default().write(CLIENT_WRITE_BUFFER)
 }
 
