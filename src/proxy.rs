@@ -29,6 +29,12 @@ pub struct Proxy {
     pub state: Arc<State>,
 }
 
+// Names looked up on every request, as `HeaderName`s: a lookup by `&str` parses the name first.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+const X_SEAWALL_CAMPAIGN: http::HeaderName = http::HeaderName::from_static("x-seawall-campaign");
+
 /// Per-request state. The snapshot is taken once, so every phase sees one config.
 pub struct Ctx {
     pub snap: Arc<Snapshot>,
@@ -79,7 +85,7 @@ impl Ctx {
 /// 128-bit id is generated. This keeps ids log-safe and lets an upstream proxy's id survive.
 /// Either way it is a `HeaderValue`, made once and shared by the request and the answer.
 fn request_id(session: &Session) -> http::HeaderValue {
-    if let Some(v) = session.req_header().headers.get("x-request-id") {
+    if let Some(v) = session.req_header().headers.get(&X_REQUEST_ID) {
         let b = v.as_bytes();
         if !b.is_empty()
             && b.len() <= 128
@@ -254,12 +260,12 @@ impl ProxyHttp for Proxy {
             || (ctx.peer_trusted
                 && req
                     .headers
-                    .get("x-forwarded-proto")
+                    .get(&X_FORWARDED_PROTO)
                     .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
         ctx.client_ip = ctx.snap.trusted.resolve(
             peer,
             req.headers
-                .get_all("x-forwarded-for")
+                .get_all(&X_FORWARDED_FOR)
                 .iter()
                 .map(|v| v.as_bytes()),
         );
@@ -444,7 +450,7 @@ impl ProxyHttp for Proxy {
         // own header is dropped, not passed on: the app must be able to believe what it gets.
         let mut xff = Vec::with_capacity(48);
         if ctx.peer_trusted {
-            for v in session.req_header().headers.get_all("x-forwarded-for") {
+            for v in session.req_header().headers.get_all(&X_FORWARDED_FOR) {
                 if v.to_str().is_ok() {
                     xff.extend_from_slice(v.as_bytes());
                     xff.extend_from_slice(b", ");
@@ -461,7 +467,7 @@ impl ProxyHttp for Proxy {
         } else {
             "http"
         };
-        let keep_proto = ctx.peer_trusted && up.headers.contains_key("x-forwarded-proto");
+        let keep_proto = ctx.peer_trusted && up.headers.contains_key(&X_FORWARDED_PROTO);
         if !keep_proto {
             up.insert_header("x-forwarded-proto", http::HeaderValue::from_static(scheme))?;
         }
@@ -473,7 +479,7 @@ impl ProxyHttp for Proxy {
             up.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
         }
         // Only Seawall says which campaign a request belongs to.
-        up.remove_header("x-seawall-campaign");
+        up.remove_header(&X_SEAWALL_CAMPAIGN);
         if let Some((name, _)) = &ctx.campaign {
             up.insert_header("x-seawall-campaign", name.as_ref())?;
         }
