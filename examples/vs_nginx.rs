@@ -117,7 +117,7 @@ fn main() {
 
 /// Seawall's allocator, so that `bare-pingora` differs from Seawall only in the proxy phases.
 #[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bare {
     use std::net::SocketAddr;

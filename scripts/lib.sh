@@ -22,5 +22,5 @@ ensure_packages() {
 }
 
 # What building Seawall needs: cmake for pingora-core's zlib-ng, OpenSSL headers for the TLS backend,
-# make for the vendored OpenSSL and jemalloc.
+# make for the vendored OpenSSL.
 BUILD_PACKAGES=(cmake:cmake make:make pkg-config:pkg-config libssl-dev:libssl-dev)
