@@ -474,7 +474,7 @@ impl ProxyHttp for Proxy {
         up.insert_header("x-request-id", ctx.request_id.clone())?;
         // A page whose scripts get a nonce must come uncompressed to be rewritten.
         if let Some(p) = route_policy(ctx)
-            && (p.nonce || p.report_only.as_ref().is_some_and(|c| c.nonce))
+            && p.wants_nonce()
         {
             up.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
         }
@@ -514,8 +514,7 @@ impl ProxyHttp for Proxy {
                 .headers
                 .get(http::header::CONTENT_ENCODING)
                 .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-            let wants_nonce = policy.nonce || policy.report_only.as_ref().is_some_and(|c| c.nonce);
-            if wants_nonce && encoded {
+            if policy.wants_nonce() && encoded {
                 tracing::warn!(
                     route = ctx.route_name(),
                     policy = %policy.name,

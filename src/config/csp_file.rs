@@ -8,7 +8,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::schema::{CspHead, CspMode, PolicyFile, UpstreamCsp};
 use super::{Reporter, check_name, de, list_names, table_value};
-use crate::csp::{CspConfig, Policy, Reporting, build_header, finish, source};
+use crate::csp::{CspConfig, Policy, Reporting, build_header, endpoints_header, finish, source};
 
 /// An approved tag: who approved it, and the sources it needs per directive.
 struct Tag {
@@ -123,7 +123,7 @@ pub(super) fn compile(doc: DeTable<'_>, rep: &mut Reporter) -> CspConfig {
         match finished.get(ro.get_ref().as_str()) {
             Some(companion) => {
                 if let Some(p) = built.get_mut(&owner) {
-                    p.report_only = Some(companion.clone());
+                    p.set_companion(companion.clone());
                 }
             }
             None if cfg.declared.contains(ro.get_ref()) => {}
@@ -168,6 +168,7 @@ fn clone_policy(p: &Policy) -> Policy {
         secure: p.secure.clone(),
         reporting_endpoint: p.reporting_endpoint.clone(),
         report_only: None,
+        reporting_endpoints: p.reporting_endpoints.clone(),
     }
 }
 
@@ -370,7 +371,7 @@ fn policy(
         nonce,
         reporting(false).as_ref(),
     ));
-    Some(Policy {
+    let mut policy = Policy {
         mode: pf.mode.unwrap_or(CspMode::Enforce),
         upstream_csp: pf.upstream_csp.unwrap_or(UpstreamCsp::Replace),
         nonce,
@@ -380,8 +381,11 @@ fn policy(
         reporting_endpoint: reporting(true)
             .map(|r| format!("{}=\"{}\"", r.endpoint_name(), r.url())),
         report_only: None,
+        reporting_endpoints: None,
         name,
-    })
+    };
+    policy.reporting_endpoints = endpoints_header(&policy);
+    Some(policy)
 }
 
 /// Values of directives that are not source lists (`sandbox allow-scripts`, ...): plain tokens.

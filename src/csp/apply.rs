@@ -36,28 +36,18 @@ pub fn headers(
     nonce_ok: bool,
     secure: bool,
 ) -> (Vec<(HeaderName, HeaderValue)>, Option<String>) {
-    let wants_nonce = policy.nonce || policy.report_only.as_ref().is_some_and(|c| c.nonce);
-    let nonce = (wants_nonce && nonce_ok).then(new_nonce);
+    let nonce = (policy.wants_nonce() && nonce_ok).then(new_nonce);
     let mut out = Vec::with_capacity(3);
     let name = match policy.mode {
         CspMode::Enforce => CSP,
         CspMode::ReportOnly => CSP_REPORT_ONLY,
     };
     out.push((name, value_of(policy, secure, nonce.as_deref())));
-    let mut endpoints: Vec<&str> = policy
-        .reporting_endpoint
-        .iter()
-        .map(String::as_str)
-        .collect();
     if let Some(c) = &policy.report_only {
         out.push((CSP_REPORT_ONLY, value_of(c, secure, nonce.as_deref())));
-        endpoints.extend(c.reporting_endpoint.as_deref());
     }
-    if secure
-        && !endpoints.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&endpoints.join(", "))
-    {
-        out.push((REPORTING_ENDPOINTS, v));
+    if secure && let Some(v) = &policy.reporting_endpoints {
+        out.push((REPORTING_ENDPOINTS, v.clone()));
     }
     (out, nonce)
 }

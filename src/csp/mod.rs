@@ -36,7 +36,42 @@ pub struct Policy {
     /// `Reporting-Endpoints` member for this policy, e.g. `seawall-storefront="/_seawall/csp-report?policy=storefront"`.
     pub reporting_endpoint: Option<String>,
     /// A second policy sent alongside as `Content-Security-Policy-Report-Only` (rollout).
+    /// Attach it with [`Policy::set_companion`].
     pub report_only: Option<Arc<Policy>>,
+    /// The whole `Reporting-Endpoints` value HTTPS pages get: this policy's member and its
+    /// companion's, joined once at load ([`endpoints_header`]).
+    pub reporting_endpoints: Option<HeaderValue>,
+}
+
+impl Policy {
+    /// Whether a response under this policy, or under its companion, carries a nonce.
+    pub fn wants_nonce(&self) -> bool {
+        self.nonce || self.report_only.as_ref().is_some_and(|c| c.nonce)
+    }
+
+    /// Attach the `report_only_policy` companion, and the endpoints header naming both.
+    pub fn set_companion(&mut self, companion: Arc<Policy>) {
+        self.report_only = Some(companion);
+        self.reporting_endpoints = endpoints_header(self);
+    }
+}
+
+/// `Reporting-Endpoints` for a policy and its companion, if either reports.
+pub fn endpoints_header(p: &Policy) -> Option<HeaderValue> {
+    let members: Vec<&str> = p
+        .reporting_endpoint
+        .iter()
+        .chain(
+            p.report_only
+                .iter()
+                .filter_map(|c| c.reporting_endpoint.as_ref()),
+        )
+        .map(String::as_str)
+        .collect();
+    if members.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&members.join(", ")).ok()
 }
 
 /// A policy's header value, ready to send.
