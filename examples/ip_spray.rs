@@ -390,19 +390,13 @@ fn draw(
     let lat = Panel {
         y_desc: "latency per 1 s, ms (log)".into(),
         log_y: true,
-        series: vec![
-            Series::new(
-                "spray p99",
-                chart::BLUE,
-                Style::Line,
-                bs.iter().map(|b| (b.t + 0.5, b.p99)).collect(),
-            ),
-            Series::new(
-                "spray p50",
-                chart::BLUE,
-                Style::Dashed,
-                bs.iter().map(|b| (b.t + 0.5, b.p50)).collect(),
-            ),
+        series: Series::p99_p50(
+            Some("spray"),
+            chart::BLUE,
+            bs.iter().map(|b| (b.t + 0.5, b.p50, b.p99)),
+        )
+        .into_iter()
+        .chain([
             Series::new(
                 "legit max",
                 chart::GREEN,
@@ -421,7 +415,8 @@ fn draw(
                 Style::Thin,
                 ba.iter().map(|b| (b.t + 0.5, b.p99)).collect(),
             ),
-        ],
+        ])
+        .collect(),
         markers: markers.clone(),
         spans,
     };

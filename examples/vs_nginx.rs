@@ -645,65 +645,30 @@ fn draw(a: &BenchArgs, closed: &[ClosedRun], open: &[OpenRun]) -> Result<(), Str
     };
     for t in [Target::Direct, Target::Nginx, Target::Seawall] {
         for r in open.iter().filter(|r| r.target == t) {
-            let first = r.round == 0;
-            let l = |s: &str| {
-                if first {
-                    format!("{} {s}", t.name())
-                } else {
-                    String::new()
-                }
-            };
-            lat.series.push(Series::new(
-                &l("p99"),
+            let name = (r.round == 0).then(|| t.name());
+            lat.series.extend(Series::p99_p50(
+                name,
                 t.color(),
-                Style::Line,
-                r.per_second.iter().map(|p| (p.0, p.2)).collect(),
+                r.per_second.iter().map(|p| (p.0, p.1, p.2)),
             ));
-            lat.series.push(Series::new(
-                &l("p50"),
+            sent.series.extend(Series::p99_p50(
+                name,
                 t.color(),
-                Style::Dashed,
-                r.per_second.iter().map(|p| (p.0, p.1)).collect(),
-            ));
-            sent.series.push(Series::new(
-                &l("p99"),
-                t.color(),
-                Style::Line,
-                r.per_second_sent.iter().map(|p| (p.0, p.2)).collect(),
-            ));
-            sent.series.push(Series::new(
-                &l("p50"),
-                t.color(),
-                Style::Dashed,
-                r.per_second_sent.iter().map(|p| (p.0, p.1)).collect(),
+                r.per_second_sent.iter().map(|p| (p.0, p.1, p.2)),
             ));
         }
         for r in closed.iter().filter(|r| r.target == t) {
-            let first = r.round == 0;
-            let l = |s: &str| {
-                if first {
-                    format!("{} {s}", t.name())
-                } else {
-                    String::new()
-                }
-            };
+            let name = (r.round == 0).then(|| t.name());
             thr.series.push(Series::new(
-                if first { t.name() } else { "" },
+                name.unwrap_or(""),
                 t.color(),
                 Style::Line,
                 r.per_second.iter().map(|p| (p.0, p.1)).collect(),
             ));
-            cl.series.push(Series::new(
-                &l("p99"),
+            cl.series.extend(Series::p99_p50(
+                name,
                 t.color(),
-                Style::Line,
-                r.per_second.iter().map(|p| (p.0, p.3)).collect(),
-            ));
-            cl.series.push(Series::new(
-                &l("p50"),
-                t.color(),
-                Style::Dashed,
-                r.per_second.iter().map(|p| (p.0, p.2)).collect(),
+                r.per_second.iter().map(|p| (p.0, p.2, p.3)),
             ));
         }
     }

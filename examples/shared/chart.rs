@@ -48,6 +48,25 @@ impl Series {
             points,
         }
     }
+
+    /// A latency pair from `(x, p50, p99)` points: p99 as a line, p50 dashed, labelled
+    /// "`name` p99" and "`name` p50" (`None`: no legend entry, for repeated runs).
+    #[allow(dead_code)] // not every load test draws percentiles
+    pub fn p99_p50(
+        name: Option<&str>,
+        color: RGBColor,
+        points: impl IntoIterator<Item = (f64, f64, f64)>,
+    ) -> [Series; 2] {
+        let (p50, p99): (Vec<_>, Vec<_>) = points
+            .into_iter()
+            .map(|(x, p50, p99)| ((x, p50), (x, p99)))
+            .unzip();
+        let label = |q: &str| name.map_or_else(String::new, |n| format!("{n} {q}"));
+        [
+            Series::new(&label("p99"), color, Style::Line, p99),
+            Series::new(&label("p50"), color, Style::Dashed, p50),
+        ]
+    }
 }
 
 #[derive(Default)]
