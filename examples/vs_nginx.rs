@@ -8,7 +8,7 @@
 //!   drift of the machine over the run hits both alike. Prints the report and draws the chart.
 //! - `free-ports N`: prints N free 127.0.0.1 ports.
 //! - `bare-pingora`: a Pingora proxy with nothing in its phases (one upstream, keep-alive), with
-//!   the transport settings and allocator Seawall uses, for `--instructions`: what Pingora
+//!   the thread settings and allocator Seawall uses, for `--instructions`: what Pingora
 //!   itself costs per request, before any of Seawall's work.
 
 use std::collections::BTreeMap;
@@ -123,7 +123,6 @@ mod bare {
     use std::net::SocketAddr;
 
     use async_trait::async_trait;
-    use pingora::listeners::ListenerConfig;
     use pingora::proxy::{ProxyHttp, Session};
     use pingora::server::Server;
     use pingora::server::configuration::{Opt, ServerConf};
@@ -146,8 +145,7 @@ mod bare {
         }
     }
 
-    /// One thread, no work stealing and Seawall's client write buffer, as `seawall run` with
-    /// `threads = 1` has.
+    /// One thread and no work stealing, as `seawall run` with `threads = 1` has.
     pub fn run(port: u16, upstream: SocketAddr) {
         let conf = ServerConf {
             threads: 1,
@@ -161,10 +159,7 @@ mod bare {
         server.bootstrap();
         let mut proxy =
             pingora::proxy::http_proxy_service(&server.configuration, Bare { upstream });
-        proxy.add_listener(
-            ListenerConfig::tcp(format!("127.0.0.1:{port}"))
-                .l4_buffer(seawall::server::listener_buffers()),
-        );
+        proxy.add_tcp(&format!("127.0.0.1:{port}"));
         server.add_service(proxy);
         server.run_forever();
     }

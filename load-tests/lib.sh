@@ -88,7 +88,8 @@ lt_ensure_font() {
 lt_build() {
   echo "building seawall and the load-test helpers (release; the first build takes minutes)..." >&2
   cargo build --release --quiet --bin seawall --example "$1"
-  SEAWALL=$PWD/target/release/seawall
+  # LT_SEAWALL=/path/to/seawall runs another build (an older commit's, say) for an A/B.
+  SEAWALL=${LT_SEAWALL:-$PWD/target/release/seawall}
   HELPER=$PWD/target/release/examples/$1
 }
 

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
-use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
@@ -67,18 +66,6 @@ pub fn preflight_bind(state: &State) -> Result<(), String> {
     Ok(())
 }
 
-/// Write buffer of each client connection. Pingora's default (1,460 bytes, one segment) sends
-/// a response header and a small body in two writes, and so two TCP segments; with 16 KiB a
-/// response of up to about 15 KiB leaves in one write, as nginx's does. Pingora flushes
-/// chunked and close-delimited bodies after every chunk whatever this size, so streams are
-/// not held back; only bodies of known length fill it before leaving.
-const CLIENT_WRITE_BUFFER: usize = 16 * 1024;
-
-/// The buffers of Seawall's client connections (public for the load tests' bare proxy).
-pub fn listener_buffers() -> L4BufferSettings {
-    L4BufferSettings::default().write(CLIENT_WRITE_BUFFER)
-}
-
 pub fn build(state: Arc<State>, opts: &RunOptions) -> Server {
     let p = &state.process;
     let conf = ServerConf {
@@ -109,7 +96,7 @@ pub fn build(state: Arc<State>, opts: &RunOptions) -> Server {
         "seawall proxy",
     );
     for addr in &p.listen {
-        proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(listener_buffers()));
+        proxy.add_tcp(&addr.to_string());
     }
     for t in &p.tls {
         // The files were checked at load; a failure here means they changed since.
@@ -119,11 +106,7 @@ pub fn build(state: Arc<State>, opts: &RunOptions) -> Server {
         ) {
             Ok(mut settings) => {
                 settings.enable_h2();
-                proxy.add_listener(
-                    ListenerConfig::tcp(t.addr.to_string())
-                        .tls(settings)
-                        .l4_buffer(listener_buffers()),
-                );
+                proxy.add_tls_with_settings(&t.addr.to_string(), None, settings);
             }
             Err(e) => tracing::error!(listen = %t.addr, error = %e, "TLS listener not started"),
         }
