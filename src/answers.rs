@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
 use pingora::http::ResponseHeader;
 
+use crate::header_names::{RATELIMIT, RATELIMIT_POLICY, X_REQUEST_ID};
 use crate::limits::request::RateLimitHeaders;
 
 /// Why Seawall answered instead of the upstream. Each reason has its short, fixed body.
@@ -104,11 +105,8 @@ pub fn rate_limited(
     let text = format!("rate limit \"{limit}\" exceeded, retry in {retry_after_s} s");
     let mut all: Vec<(HeaderName, HeaderValue)> = extra.to_vec();
     all.push((http::header::RETRY_AFTER, HeaderValue::from(retry_after_s)));
-    all.push((
-        HeaderName::from_static("ratelimit-policy"),
-        headers.policy.clone(),
-    ));
-    all.push((HeaderName::from_static("ratelimit"), headers.state.clone()));
+    all.push((RATELIMIT_POLICY, headers.policy.clone()));
+    all.push((RATELIMIT, headers.state.clone()));
     render(status, &text, request_id, &all)
 }
 
@@ -139,7 +137,7 @@ fn render(
     let _ = h.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8");
     let _ = h.insert_header(http::header::CONTENT_LENGTH, body.len());
     let _ = h.insert_header(http::header::CACHE_CONTROL, "no-store");
-    let _ = h.insert_header("x-request-id", request_id);
+    let _ = h.insert_header(X_REQUEST_ID, request_id);
     for (k, v) in extra {
         let _ = h.insert_header(k.clone(), v.clone());
     }

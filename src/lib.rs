@@ -23,6 +23,7 @@
 //! | [`reload`] | load, validate, swap or keep the old config |
 //! | [`watch`] | reload triggers: file changes (notify) and SIGHUP |
 //! | [`diff`] | what a reload changed; upstream pools it keeps |
+//! | [`header_names`] | the names of the headers Seawall reads and sets, as constants |
 //! | [`server`] | the Pingora server and its services |
 //! | [`sd_notify`] | systemd readiness (`Type=notify`) |
 //! | [`demo`] | the built-in demo origin, tag hosts and ingestion sink |
@@ -50,6 +51,7 @@ pub mod config;
 pub mod csp;
 pub mod demo;
 pub mod diff;
+pub mod header_names;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

@@ -17,6 +17,7 @@ use crate::access_log;
 use crate::answers::{self, Reason};
 use crate::campaign::{self, Action};
 use crate::csp::{self, CspChoice};
+use crate::header_names::*;
 use crate::limits;
 use crate::limits::limiter::{Clock, MonotonicClock};
 use crate::limits::request::{Outcome, RateLimitHeaders};
@@ -30,10 +31,6 @@ pub struct Proxy {
 }
 
 // Names looked up on every request, as `HeaderName`s: a lookup by `&str` parses the name first.
-const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
-const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
-const X_SEAWALL_CAMPAIGN: http::HeaderName = http::HeaderName::from_static("x-seawall-campaign");
 
 /// Per-request state. The snapshot is taken once, so every phase sees one config.
 pub struct Ctx {
@@ -458,10 +455,10 @@ impl ProxyHttp for Proxy {
             }
         }
         crate::client_ip::write_ip(&mut xff, ctx.peer_ip);
-        up.insert_header("x-forwarded-for", xff)?;
+        up.insert_header(X_FORWARDED_FOR, xff)?;
         let mut real_ip = Vec::with_capacity(16);
         crate::client_ip::write_ip(&mut real_ip, ctx.client_ip);
-        up.insert_header("x-real-ip", real_ip)?;
+        up.insert_header(X_REAL_IP, real_ip)?;
         let scheme = if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
             "https"
         } else {
@@ -469,9 +466,9 @@ impl ProxyHttp for Proxy {
         };
         let keep_proto = ctx.peer_trusted && up.headers.contains_key(&X_FORWARDED_PROTO);
         if !keep_proto {
-            up.insert_header("x-forwarded-proto", http::HeaderValue::from_static(scheme))?;
+            up.insert_header(X_FORWARDED_PROTO, http::HeaderValue::from_static(scheme))?;
         }
-        up.insert_header("x-request-id", ctx.request_id.clone())?;
+        up.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
         // A page whose scripts get a nonce must come uncompressed to be rewritten.
         if let Some(p) = route_policy(ctx)
             && p.wants_nonce()
@@ -481,7 +478,7 @@ impl ProxyHttp for Proxy {
         // Only Seawall says which campaign a request belongs to.
         up.remove_header(&X_SEAWALL_CAMPAIGN);
         if let Some((name, _)) = &ctx.campaign {
-            up.insert_header("x-seawall-campaign", name.as_ref())?;
+            up.insert_header(X_SEAWALL_CAMPAIGN, name.as_ref())?;
         }
         Ok(())
     }
@@ -502,10 +499,10 @@ impl ProxyHttp for Proxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        resp.insert_header("x-request-id", ctx.request_id.clone())?;
+        resp.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
         if let Some(rl) = &ctx.ratelimit {
-            resp.insert_header("ratelimit-policy", rl.policy.clone())?;
-            resp.insert_header("ratelimit", rl.state.clone())?;
+            resp.insert_header(RATELIMIT_POLICY, rl.policy.clone())?;
+            resp.insert_header(RATELIMIT, rl.state.clone())?;
         }
         if let Some(policy) = route_policy(ctx).cloned()
             && csp::apply::applies(&ctx.snap.csp, resp)

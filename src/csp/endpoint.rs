@@ -44,7 +44,7 @@ async fn respond(
         for (k, v) in cors() {
             h.insert_header(k, v)?;
         }
-        h.insert_header("x-request-id", id)?;
+        h.insert_header(crate::header_names::X_REQUEST_ID, id)?;
         session.write_response_header(Box::new(h), true).await?;
     } else {
         let (h, body) = answers::plain(status, text, id, &cors());

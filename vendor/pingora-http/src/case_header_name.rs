@@ -15,29 +15,60 @@
 use crate::*;
 use bytes::Bytes;
 use http::header;
+use http::header::InvalidHeaderName;
 
 #[derive(Debug, Clone)]
-pub struct CaseHeaderName(Bytes);
+pub struct CaseHeaderName(Repr);
+
+// Seawall: a name whose case is its `HeaderName`'s own is kept as that `HeaderName`. Cloning
+// one made by `HeaderName::from_static` costs nothing, where the copy into `Bytes` that this
+// used to be cost an allocation (and a second one at its first clone).
+#[derive(Debug, Clone)]
+enum Repr {
+    Bytes(Bytes),
+    Name(HeaderName),
+}
+
+impl From<Bytes> for CaseHeaderName {
+    fn from(b: Bytes) -> Self {
+        CaseHeaderName(Repr::Bytes(b))
+    }
+}
 
 impl CaseHeaderName {
     pub fn new(name: String) -> Self {
-        CaseHeaderName(name.into())
+        Bytes::from(name).into()
     }
 }
 
 impl CaseHeaderName {
     pub fn as_slice(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Bytes(b) => b,
+            Repr::Name(n) => n.as_str().as_bytes(),
+        }
     }
 
     pub fn from_slice(buf: &[u8]) -> Self {
-        CaseHeaderName(Bytes::copy_from_slice(buf))
+        Bytes::copy_from_slice(buf).into()
     }
 }
 
 /// A trait that converts into case-sensitive header names.
 pub trait IntoCaseHeaderName {
     fn into_case_header_name(self) -> CaseHeaderName;
+
+    /// Seawall: the `HeaderName` and its case. By default the case name is parsed; a
+    /// `HeaderName` is used as it is, not parsed again from its own bytes (which for a custom
+    /// name also allocated a copy).
+    fn into_names(self) -> std::result::Result<(HeaderName, CaseHeaderName), InvalidHeaderName>
+    where
+        Self: Sized,
+    {
+        let case = self.into_case_header_name();
+        let name = HeaderName::from_bytes(case.as_slice())?;
+        Ok((name, case))
+    }
 }
 
 impl IntoCaseHeaderName for CaseHeaderName {
@@ -48,39 +79,47 @@ impl IntoCaseHeaderName for CaseHeaderName {
 
 impl IntoCaseHeaderName for String {
     fn into_case_header_name(self) -> CaseHeaderName {
-        CaseHeaderName(self.into())
+        Bytes::from(self).into()
     }
 }
 
 impl IntoCaseHeaderName for &'static str {
     fn into_case_header_name(self) -> CaseHeaderName {
-        CaseHeaderName(self.into())
+        Bytes::from_static(self.as_bytes()).into()
     }
 }
 
 impl IntoCaseHeaderName for HeaderName {
     fn into_case_header_name(self) -> CaseHeaderName {
-        CaseHeaderName(titled_header_name(&self))
+        titled_header_name(self)
+    }
+
+    fn into_names(self) -> std::result::Result<(HeaderName, CaseHeaderName), InvalidHeaderName> {
+        Ok((self.clone(), titled_header_name(self)))
     }
 }
 
 impl IntoCaseHeaderName for &HeaderName {
     fn into_case_header_name(self) -> CaseHeaderName {
-        CaseHeaderName(titled_header_name(self))
+        titled_header_name(self.clone())
+    }
+
+    fn into_names(self) -> std::result::Result<(HeaderName, CaseHeaderName), InvalidHeaderName> {
+        Ok((self.clone(), titled_header_name(self.clone())))
     }
 }
 
 impl IntoCaseHeaderName for Bytes {
     fn into_case_header_name(self) -> CaseHeaderName {
-        CaseHeaderName(self)
+        self.into()
     }
 }
 
-fn titled_header_name(header_name: &HeaderName) -> Bytes {
-    titled_header_name_str(header_name).map_or_else(
-        || Bytes::copy_from_slice(header_name.as_str().as_bytes()),
-        |s| Bytes::from_static(s.as_bytes()),
-    )
+fn titled_header_name(header_name: HeaderName) -> CaseHeaderName {
+    match titled_header_name_str(&header_name) {
+        Some(s) => Bytes::from_static(s.as_bytes()).into(),
+        None => CaseHeaderName(Repr::Name(header_name)),
+    }
 }
 
 pub(crate) fn titled_header_name_str(header_name: &HeaderName) -> Option<&'static str> {
@@ -114,5 +153,20 @@ mod tests {
         assert_eq!("FoO".into_case_header_name().as_slice(), b"FoO");
         assert_eq!("FoO".to_string().into_case_header_name().as_slice(), b"FoO");
         assert_eq!(header::SERVER.into_case_header_name().as_slice(), b"Server");
+    }
+
+    #[test]
+    fn into_names_keeps_a_header_name_and_parses_the_rest() {
+        let custom = HeaderName::from_static("x-request-id");
+        let (name, case) = custom.clone().into_names().unwrap();
+        assert_eq!(name, custom);
+        assert_eq!(case.as_slice(), b"x-request-id");
+        let (name, case) = (&header::SERVER).into_names().unwrap();
+        assert_eq!(name, header::SERVER);
+        assert_eq!(case.as_slice(), b"Server");
+        let (name, case) = "X-Foo".into_names().unwrap();
+        assert_eq!(name.as_str(), "x-foo");
+        assert_eq!(case.as_slice(), b"X-Foo");
+        assert!("bad name".into_names().is_err());
     }
 }
