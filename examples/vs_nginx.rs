@@ -8,8 +8,8 @@
 //!   drift of the machine over the run hits both alike. Prints the report and draws the chart.
 //! - `free-ports N`: prints N free 127.0.0.1 ports.
 //! - `bare-pingora`: a Pingora proxy with nothing in its phases (one upstream, keep-alive), with
-//!   the thread settings and allocator Seawall uses, for `--instructions`: what Pingora
-//!   itself costs per request, before any of Seawall's work.
+//!   the thread settings, client-connection buffers and allocator Seawall uses, for
+//!   `--instructions`: what Pingora itself costs per request, before any of Seawall's work.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -159,7 +159,11 @@ mod bare {
         server.bootstrap();
         let mut proxy =
             pingora::proxy::http_proxy_service(&server.configuration, Bare { upstream });
-        proxy.add_tcp(&format!("127.0.0.1:{port}"));
+        // The same client-connection buffers as Seawall's, so that the difference is its features.
+        proxy.add_listener(
+            pingora::listeners::ListenerConfig::tcp(format!("127.0.0.1:{port}"))
+                .l4_buffer(seawall::server::plain_tcp_buffers()),
+        );
         server.add_service(proxy);
         server.run_forever();
     }

@@ -533,6 +533,44 @@ async fn request_body_and_method_reach_the_upstream_intact() {
     .await;
 }
 
+/// Plain-TCP client connections have no read buffer in front of Pingora's parser and a 16 KiB
+/// write buffer (`server::plain_tcp_buffers`): a request header larger than that, a request body
+/// and a response body of a megabyte each still arrive whole, twice on one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_headers_and_bodies_arrive_whole_both_ways() {
+    let page: &'static str = Box::leak("p".repeat(1 << 20).into_boxed_str());
+    let app = TestUpstream::builder("app").body(page).start().await;
+    let sw = Kit::new().start(&one_route(&app));
+    let big = "v".repeat(20 * 1024);
+    let body = "b".repeat(1 << 20);
+    for i in 0..2 {
+        let r = sw
+            .client
+            .post(sw.url(&format!("/upload/{i}")))
+            .header("x-big", &big)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let got = r.bytes().await.unwrap();
+        assert_eq!(got.len(), page.len(), "response body length, request {i}");
+        assert!(got == page.as_bytes(), "response body differs, request {i}");
+        let seen = app.last();
+        assert_eq!(seen.uri, format!("/upload/{i}"));
+        assert_eq!(seen.header("x-big").as_deref(), Some(big.as_str()));
+        assert_eq!(
+            seen.body.len(),
+            body.len(),
+            "request body length, request {i}"
+        );
+        assert!(
+            seen.body == body.as_bytes(),
+            "request body differs, request {i}"
+        );
+    }
+}
+
 /// A streamed response (chunked, an HTML page here, so that CSP applies to it too) reaches the
 /// client chunk by chunk: the client's write buffer holds back only bodies of known length.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
