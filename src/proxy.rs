@@ -30,8 +30,6 @@ pub struct Proxy {
     pub state: Arc<State>,
 }
 
-// Names looked up on every request, as `HeaderName`s: a lookup by `&str` parses the name first.
-
 /// Per-request state. The snapshot is taken once, so every phase sees one config.
 pub struct Ctx {
     pub snap: Arc<Snapshot>,
@@ -92,12 +90,9 @@ fn request_id(session: &Session) -> http::HeaderValue {
             return v.clone();
         }
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let n = rand::random::<u128>();
     let mut text = [0u8; 32];
-    for (i, c) in text.iter_mut().enumerate() {
-        *c = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
-    }
+    hex::encode_to_slice(rand::random::<u128>().to_be_bytes(), &mut text)
+        .expect("16 bytes are 32 hex digits");
     http::HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
 }
 
