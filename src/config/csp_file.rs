@@ -158,7 +158,7 @@ pub(super) fn compile(doc: DeTable<'_>, rep: &mut Reporter) -> CspConfig {
 
 /// A policy as a companion (`report_only_policy`) is sent as Report-Only whatever its own mode.
 fn clone_policy(p: &Policy) -> Policy {
-    Policy {
+    let mut c = Policy {
         name: p.name.clone(),
         mode: CspMode::ReportOnly,
         upstream_csp: p.upstream_csp,
@@ -168,8 +168,11 @@ fn clone_policy(p: &Policy) -> Policy {
         secure: p.secure.clone(),
         reporting_endpoint: p.reporting_endpoint.clone(),
         report_only: None,
-        reporting_endpoints: p.reporting_endpoints.clone(),
-    }
+        reporting_endpoints: None,
+    };
+    // Its own member only, whatever companion the original has or gets later.
+    c.reporting_endpoints = endpoints_header(&c);
+    c
 }
 
 /// The `[X.NAME]` sections of a table, with their names.
