@@ -51,6 +51,7 @@ pub mod config;
 pub mod csp;
 pub mod demo;
 pub mod diff;
+pub mod drain;
 pub mod header_names;
 pub mod limits;
 pub mod logging;

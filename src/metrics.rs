@@ -33,6 +33,7 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
     pub last_reload_success: Gauge,
+    pub downstream_connections: IntGauge,
 }
 
 /// How a request to an upstream ended, the `outcome` label of `seawall_upstream_requests_total`.
@@ -173,6 +174,11 @@ impl Metrics {
             "Unix time of the last successful config load.",
         )
         .expect("static metric definition");
+        let downstream_connections = IntGauge::new(
+            "seawall_downstream_connections",
+            "Client connections open on the proxy's listeners, in this process.",
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -188,6 +194,7 @@ impl Metrics {
             Box::new(config_reloads.clone()),
             Box::new(config_generation.clone()),
             Box::new(last_reload_success.clone()),
+            Box::new(downstream_connections.clone()),
         ] {
             registry
                 .register(c)
@@ -212,6 +219,7 @@ impl Metrics {
             config_reloads,
             config_generation,
             last_reload_success,
+            downstream_connections,
         }
     }
 

@@ -22,6 +22,7 @@ use pingora::services::listening::Service;
 
 use crate::admin::Admin;
 use crate::config::{self, Diagnostics};
+use crate::drain::Draining;
 use crate::proxy::Proxy;
 use crate::state::State;
 
@@ -112,12 +113,15 @@ pub fn build(state: Arc<State>, opts: &RunOptions) -> Server {
     server.bootstrap();
     let conf = server.configuration.clone();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    let proxy = pingora::proxy::http_proxy(
         &conf,
         Proxy {
             state: state.clone(),
         },
-        "seawall proxy",
+    );
+    let mut proxy = Service::new(
+        "seawall proxy".to_string(),
+        Draining::new(proxy, state.metrics.downstream_connections.clone()),
     );
     for addr in &p.listen {
         proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(plain_tcp_buffers()));

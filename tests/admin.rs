@@ -112,6 +112,36 @@ async fn metrics_count_requests_by_route_and_status() {
     );
 }
 
+/// `seawall_downstream_connections`: a silent connection and a keep-alive one between requests
+/// both count, and neither does once closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_open_client_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = TestUpstream::start("app").await;
+    let sw = Kit::new().start(&body_for(&app, "main"));
+    sw.expect_metric("seawall_downstream_connections", &[], 0.0)
+        .await;
+    let silent = tokio::net::TcpStream::connect(sw.listen).await.unwrap();
+    let mut kept = tokio::net::TcpStream::connect(sw.listen).await.unwrap();
+    kept.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"app /x") {
+        let mut buf = [0u8; 4096];
+        let n = kept.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    sw.expect_metric("seawall_downstream_connections", &[], 2.0)
+        .await;
+    drop(silent);
+    drop(kept);
+    sw.expect_metric("seawall_downstream_connections", &[], 0.0)
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_applies_a_good_config_and_keeps_the_old_one_on_errors() {
     let a = TestUpstream::start("a").await;
