@@ -25,6 +25,7 @@
 //! | [`diff`] | what a reload changed; upstream pools it keeps |
 //! | [`header_names`] | the names of the headers Seawall reads and sets, as constants |
 //! | [`server`] | the Pingora server and its services |
+//! | [`drain`] | client connections across a drain: a request still to come is answered |
 //! | [`sd_notify`] | systemd readiness (`Type=notify`) |
 //! | [`demo`] | the built-in demo origin, tag hosts and ingestion sink |
 //!
