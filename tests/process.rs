@@ -73,23 +73,23 @@ upstream = "app"
     path
 }
 
-fn run(args: &[&str], env: &[(&str, &Path)]) -> Proc {
+/// The binary with `args` and `env`, stdout discarded.
+fn seawall(args: &[&str], env: &[(&str, &Path)], stderr: Stdio) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_seawall"));
-    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.args(args).stdout(Stdio::null()).stderr(stderr);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    Proc(cmd.spawn().expect("start seawall"))
+    cmd.spawn().expect("start seawall")
+}
+
+fn run(args: &[&str], env: &[(&str, &Path)]) -> Proc {
+    Proc(seawall(args, env, Stdio::null()))
 }
 
 /// Like [`run`], with its stderr lines sent to the receiver as they are written.
 fn run_logged(args: &[&str]) -> (Proc, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_seawall"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start seawall");
+    let mut child = seawall(args, &[], Stdio::piped());
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -121,7 +121,7 @@ fn line_with(
     }
 }
 
-/// One gauge's value from an admin `/metrics` page.
+/// One gauge's value from an admin `/metrics` page; `None` while nothing answers there.
 async fn gauge(admin: std::net::SocketAddr, name: &str) -> Option<f64> {
     let page = common::client()
         .get(format!("http://{admin}/metrics"))
@@ -131,8 +131,7 @@ async fn gauge(admin: std::net::SocketAddr, name: &str) -> Option<f64> {
         .text()
         .await
         .ok()?;
-    page.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    common::sample(&page, name, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,6 +57,33 @@ pub fn closed_addr() -> SocketAddr {
     free_addr()
 }
 
+/// The value of one sample in a Prometheus text page, if it is there.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let want: BTreeMap<&str, &str> = labels.iter().copied().collect();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (n, lbls) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if n != name {
+            continue;
+        }
+        let got: BTreeMap<&str, &str> = lbls
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k, v.trim_matches('"')))
+            .collect();
+        if got == want {
+            return Some(value.parse().unwrap());
+        }
+    }
+    None
+}
+
 /// What an upstream received.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -413,29 +440,7 @@ impl Seawall {
     /// A sample that is absent reads as 0.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let text = self.admin_get("/metrics").await.text().await.unwrap();
-        let want: BTreeMap<&str, &str> = labels.iter().copied().collect();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let Some((series, value)) = line.rsplit_once(' ') else {
-                continue;
-            };
-            let (n, lbls) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            if n != name {
-                continue;
-            }
-            let got: BTreeMap<&str, &str> = lbls
-                .split(',')
-                .filter(|p| !p.is_empty())
-                .filter_map(|p| p.split_once('='))
-                .map(|(k, v)| (k, v.trim_matches('"')))
-                .collect();
-            if got == want {
-                return value.parse().unwrap();
-            }
-        }
-        0.0
+        sample(&text, name, labels).unwrap_or(0.0)
     }
 
     /// Wait until a sample reaches `want`: counters are bumped in Pingora's logging phase, which
