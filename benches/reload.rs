@@ -79,17 +79,17 @@ fn bench(c: &mut Criterion) {
     write_config(dir.path());
     let path = dir.path().join("seawall.toml");
     let loaded = seawall::config::load(&path).unwrap_or_else(|d| panic!("{d}"));
-    assert_eq!(loaded.snapshot.routes.len(), 1000);
+    assert_eq!(loaded.spec.routes.len(), 1000);
     assert_eq!(
         loaded
-            .snapshot
+            .spec
             .routes
             .iter()
             .map(|r| r.limits.len())
             .sum::<usize>(),
         2000
     );
-    let state = seawall::state::State::new(path.clone(), loaded.snapshot);
+    let state = seawall::state::State::new(path.clone(), loaded.spec);
     let mut g = c.benchmark_group("reload");
     g.sample_size(30);
     g.bench_function(

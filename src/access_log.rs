@@ -11,7 +11,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 use serde::Serialize;
 
-use crate::proxy::Ctx;
+use crate::ctx::Ctx;
 
 #[derive(Serialize)]
 struct Line<'a> {
@@ -49,17 +49,17 @@ pub fn write(
     let line = Line {
         ts: jiff::Timestamp::now().to_string(),
         request_id: ctx.request_id_text(),
-        client_ip: ctx.client_ip.to_string(),
+        client_ip: ctx.client.ip.to_string(),
         method: req.method.as_str(),
         host,
         path: req.uri.path(),
         route: ctx.route_name(),
         status: status.map_or(0, |s| s.as_u16()),
         upstream: ctx.upstream.as_ref().map(|u| &*u.name),
-        upstream_outcome: ctx.outcome.map(|o| o.label()),
-        answered_by_seawall: ctx.reason.is_some(),
-        campaign: ctx.campaign.as_ref().map(|(n, _)| n.as_ref()),
-        campaign_action: ctx.campaign.as_ref().map(|(_, a)| *a),
+        upstream_outcome: ctx.disposition.outcome().map(|o| o.label()),
+        answered_by_seawall: ctx.disposition.reason().is_some(),
+        campaign: ctx.campaign.as_ref().map(|c| c.name.as_ref()),
+        campaign_action: ctx.campaign.as_ref().map(|c| c.action.label()),
         duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
         bytes_sent: session.body_bytes_sent(),
         error: e.map(|e| e.to_string()),

@@ -11,6 +11,7 @@ use http::{Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 use crate::csp::CspChoice;
 use crate::state::State;
@@ -43,9 +44,70 @@ fn json_reply(status: StatusCode, v: serde_json::Value) -> Response<Vec<u8>> {
     reply(status, "application/json", body)
 }
 
-/// Length-independent comparison, so the token cannot be guessed byte by byte from timings.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Why an admin request was not done; each becomes its answer (`AdminError::response`).
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("not found: try /metrics, /-/healthy, /-/ready, /-/config, POST /-/reload")]
+    NotFound,
+    #[error("use {0}")]
+    MethodNotAllowed(Method),
+    #[error("a valid Authorization: Bearer token is required")]
+    Unauthorized,
+    #[error("reload rejected")]
+    Reload(#[from] crate::reload::ReloadError),
+    #[error("reload failed: {0}")]
+    Internal(String),
+}
+
+impl AdminError {
+    fn response(&self, generation: u64) -> Response<Vec<u8>> {
+        let mut r = match self {
+            AdminError::Reload(e) => {
+                return json_reply(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({ "ok": false, "generation": generation, "errors": e.lines() }),
+                );
+            }
+            AdminError::NotFound => text(StatusCode::NOT_FOUND, &format!("{self}\n")),
+            AdminError::MethodNotAllowed(_) => {
+                text(StatusCode::METHOD_NOT_ALLOWED, &format!("{self}\n"))
+            }
+            AdminError::Unauthorized => text(StatusCode::UNAUTHORIZED, &format!("{self}\n")),
+            AdminError::Internal(_) => {
+                text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{self}\n"))
+            }
+        };
+        let header = match self {
+            AdminError::MethodNotAllowed(m) => http::HeaderValue::from_str(m.as_str())
+                .ok()
+                .map(|v| (http::header::ALLOW, v)),
+            AdminError::Unauthorized => Some((
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            )),
+            _ => None,
+        };
+        if let Some((k, v)) = header {
+            r.headers_mut().insert(k, v);
+        }
+        r
+    }
+}
+
+/// The POST endpoints need `Authorization: Bearer <token>` when a token is configured. The
+/// comparison takes the same time whatever the bytes, so the token cannot be guessed byte by byte.
+fn authorize(session: &ServerSession, token: Option<&str>) -> Result<(), AdminError> {
+    let Some(token) = token else { return Ok(()) };
+    let given = session
+        .req_header()
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if bool::from(g.trim().as_bytes().ct_eq(token.as_bytes())) => Ok(()),
+        _ => Err(AdminError::Unauthorized),
+    }
 }
 
 impl Admin {
@@ -61,7 +123,7 @@ impl Admin {
                     "upstream": &*r.upstream.name,
                     "csp": match &r.csp { CspChoice::Off => "off".to_string(), CspChoice::Policy(p) => p.name.to_string() },
                     "max_inflight": r.max_inflight,
-                    "limits": r.limits.iter().map(|l| json!({
+                    "limits": r.limits.iter().map(|l| &l.spec).map(|l| json!({
                         "name": &*l.name,
                         "key": l.key.to_string(),
                         "rate": l.rate.to_string(),
@@ -105,74 +167,34 @@ impl Admin {
         })
     }
 
-    async fn reload(&self, session: &ServerSession) -> Response<Vec<u8>> {
-        let token = self.state.snapshot.load().admin_token.clone();
-        if let Some(token) = token {
-            let given = session
-                .req_header()
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            if !given.is_some_and(|g| same_secret(g.trim().as_bytes(), token.as_bytes())) {
-                let mut r = text(
-                    StatusCode::UNAUTHORIZED,
-                    "a valid Authorization: Bearer token is required\n",
-                );
-                r.headers_mut().insert(
-                    http::header::WWW_AUTHENTICATE,
-                    http::HeaderValue::from_static("Bearer"),
-                );
-                return r;
-            }
-        }
+    async fn reload(&self, session: &ServerSession) -> Result<Response<Vec<u8>>, AdminError> {
+        authorize(session, self.state.snapshot.load().admin_token.as_deref())?;
         let state = self.state.clone();
-        let result = tokio::task::spawn_blocking(move || crate::reload::reload(&state)).await;
-        match result {
-            Ok(Ok(generation)) => json_reply(StatusCode::OK, {
-                let st = self.state.status();
-                json!({ "ok": true, "generation": generation,
-                            "needs_restart": st.needs_restart, "changes": st.last_changes })
-            }),
-            Ok(Err(diags)) => json_reply(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({ "ok": false,
-                        "generation": self.state.status().generation,
-                        "errors": diags.errors().map(ToString::to_string).collect::<Vec<_>>() }),
-            ),
-            Err(e) => text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("reload failed: {e}\n"),
-            ),
-        }
+        let generation = tokio::task::spawn_blocking(move || crate::reload::reload(&state))
+            .await
+            .map_err(|e| AdminError::Internal(e.to_string()))??;
+        let st = self.state.status();
+        Ok(json_reply(
+            StatusCode::OK,
+            json!({ "ok": true, "generation": generation,
+                    "needs_restart": st.needs_restart, "changes": st.last_changes }),
+        ))
     }
-}
 
-#[async_trait]
-impl ServeHttp for Admin {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+    async fn route(&self, session: &mut ServerSession) -> Result<Response<Vec<u8>>, AdminError> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
         let allowed = match path.as_str() {
             "/metrics" | "/-/healthy" | "/-/ready" | "/-/config" => Method::GET,
             "/-/reload" => Method::POST,
-            _ => {
-                return text(
-                    StatusCode::NOT_FOUND,
-                    "not found: try /metrics, /-/healthy, /-/ready, /-/config, POST /-/reload\n",
-                );
-            }
+            _ => return Err(AdminError::NotFound),
         };
         if method != allowed && !(allowed == Method::GET && method == Method::HEAD) {
-            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, &format!("use {allowed}\n"));
-            if let Ok(v) = http::HeaderValue::from_str(allowed.as_str()) {
-                r.headers_mut().insert(http::header::ALLOW, v);
-            }
-            return r;
+            return Err(AdminError::MethodNotAllowed(allowed));
         }
         // The body of a POST carries nothing we use; read it so the connection can be reused.
         let _ = session.drain_request_body().await;
-        match path.as_str() {
+        Ok(match path.as_str() {
             "/metrics" => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -190,7 +212,17 @@ impl ServeHttp for Admin {
                 }
             }
             "/-/config" => json_reply(StatusCode::OK, self.config_json()),
-            _ => self.reload(session).await,
+            _ => return self.reload(session).await,
+        })
+    }
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        match self.route(session).await {
+            Ok(r) => r,
+            Err(e) => e.response(self.state.status().generation),
         }
     }
 }

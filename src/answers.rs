@@ -6,9 +6,16 @@
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
 use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorSource, ErrorType};
 
-use crate::header_names::{RATELIMIT, RATELIMIT_POLICY, X_REQUEST_ID};
-use crate::limits::request::RateLimitHeaders;
+use crate::admission::Rejection;
+use crate::headers::{RATELIMIT, RATELIMIT_POLICY, X_REQUEST_ID};
+use crate::metrics::UpstreamOutcome;
+
+/// The error `upstream_peer` returns when every server of the pool failed its health check.
+pub const NO_HEALTHY_SERVER: ErrorType =
+    ErrorType::Custom("no healthy server in the upstream pool");
 
 /// Why Seawall answered instead of the upstream. Each reason has its short, fixed body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +72,43 @@ impl Reason {
         }
     }
 
+    /// Why proxying failed, from the error Pingora hands `fail_to_proxy`. `None`: the client is
+    /// gone, there is nobody to answer.
+    pub fn from_error(e: &Error) -> Option<Reason> {
+        use ErrorType::*;
+        let upstream_side = e.esource() == &ErrorSource::Upstream;
+        Some(match e.etype() {
+            t if *t == NO_HEALTHY_SERVER => Reason::NoHealthyServer,
+            ConnectTimedout => Reason::UpstreamTimeout,
+            ReadTimedout | WriteTimedout if upstream_side => Reason::UpstreamTimeout,
+            ConnectRefused | ConnectNoRoute | ConnectError | BindError | SocketError
+            | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | ConnectProxyFailure => {
+                Reason::UpstreamUnreachable
+            }
+            _ if upstream_side => Reason::UpstreamFailed,
+            ReadError | WriteError | ConnectionClosed
+                if e.esource() == &ErrorSource::Downstream =>
+            {
+                return None;
+            }
+            _ if e.esource() == &ErrorSource::Downstream => Reason::BadRequest,
+            _ => Reason::Internal,
+        })
+    }
+
+    /// How the attempt at the upstream ended, for a failure read by [`Reason::from_error`].
+    pub fn upstream_outcome(self, e: &Error) -> UpstreamOutcome {
+        match self {
+            Reason::NoHealthyServer => UpstreamOutcome::NoHealthyServer,
+            Reason::UpstreamTimeout if matches!(e.etype(), ErrorType::ConnectTimedout) => {
+                UpstreamOutcome::ConnectError
+            }
+            Reason::UpstreamTimeout => UpstreamOutcome::Timeout,
+            Reason::UpstreamUnreachable => UpstreamOutcome::ConnectError,
+            _ => UpstreamOutcome::Error,
+        }
+    }
+
     /// Seconds a client should wait before retrying, for the answers that invite a retry.
     fn retry_after(self) -> Option<&'static str> {
         match self {
@@ -95,19 +139,37 @@ pub fn build(
 /// The answer to a request a rate limit rejected: its status, `Retry-After` (whole seconds,
 /// rounded up) and the `RateLimit` headers of the limit that rejected it.
 pub fn rate_limited(
-    status: StatusCode,
-    limit: &str,
-    retry_after_s: u64,
-    headers: &RateLimitHeaders,
+    r: &Rejection,
     request_id: &str,
     extra: &[(HeaderName, HeaderValue)],
 ) -> (ResponseHeader, Bytes) {
-    let text = format!("rate limit \"{limit}\" exceeded, retry in {retry_after_s} s");
+    let text = format!(
+        "rate limit \"{}\" exceeded, retry in {} s",
+        r.limit, r.retry_after_s
+    );
     let mut all: Vec<(HeaderName, HeaderValue)> = extra.to_vec();
-    all.push((http::header::RETRY_AFTER, HeaderValue::from(retry_after_s)));
-    all.push((RATELIMIT_POLICY, headers.policy.clone()));
-    all.push((RATELIMIT, headers.state.clone()));
-    render(status, &text, request_id, &all)
+    all.push((
+        http::header::RETRY_AFTER,
+        HeaderValue::from(r.retry_after_s),
+    ));
+    all.push((RATELIMIT_POLICY, r.headers.policy.clone()));
+    all.push((RATELIMIT, r.headers.state.clone()));
+    render(r.status, &text, request_id, &all)
+}
+
+/// Send an answer Seawall wrote: the header, then the body if there is one.
+pub async fn write(
+    session: &mut Session,
+    header: ResponseHeader,
+    body: Option<Bytes>,
+) -> pingora::Result<()> {
+    session
+        .write_response_header(Box::new(header), body.is_none())
+        .await?;
+    if let Some(b) = body {
+        session.write_response_body(Some(b), true).await?;
+    }
+    Ok(())
 }
 
 /// A short answer with any status and text (the CSP report endpoint's).

@@ -219,19 +219,21 @@ pub fn run(args: DemoArgs) -> ExitCode {
     }
 
     let config = dir.join("seawall.toml");
-    let state = match server::load_state(&config) {
-        Ok(s) => s,
-        Err(diags) => {
-            eprint!("{diags}");
-            return ExitCode::FAILURE;
+    let started = server::load_state(&config).and_then(|state| {
+        server::preflight_bind(&state)?;
+        let addrs = (state.process.listen[0], state.process.admin_listen);
+        Ok((server::build(state, &RunOptions::default())?, addrs))
+    });
+    match started {
+        Ok((server, (proxy, admin))) => {
+            print_banner(&config, proxy, admin);
+            server::run_process(server)
         }
-    };
-    if let Err(e) = server::preflight_bind(&state) {
-        eprintln!("seawall demo: {e}");
-        return ExitCode::FAILURE;
+        Err(e) => {
+            eprintln!("seawall demo: {e}");
+            ExitCode::FAILURE
+        }
     }
-    print_banner(&config, state.process.listen[0], state.process.admin_listen);
-    server::run_process(server::build(state, &RunOptions::default()))
 }
 
 fn print_banner(config: &std::path::Path, proxy: SocketAddr, admin: SocketAddr) {

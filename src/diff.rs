@@ -1,7 +1,6 @@
-//! What a reload changed, in words an SRE reads in the log, and the upstream pools it keeps.
+//! What a reload changed, in words an SRE reads in the log.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::csp::CspChoice;
 use crate::limits::LimitSpec;
@@ -116,7 +115,9 @@ fn launch_summary(l: &crate::campaign::Launch) -> String {
         l.starts.map_or("-".into(), |t| t.to_string()),
         l.ends.map_or("-".into(), |t| t.to_string()),
         l.targets.join(","),
-        l.limit.as_ref().map_or("none".into(), limit_summary)
+        l.limit
+            .as_ref()
+            .map_or("none".into(), |b| limit_summary(&b.spec))
     )
 }
 
@@ -144,7 +145,7 @@ pub fn describe(old: &Snapshot, new: &Snapshot) -> Vec<String> {
             .flat_map(|r| {
                 r.limits
                     .iter()
-                    .map(move |l| (format!("{}/{}", r.name, l.name), l))
+                    .map(move |l| (format!("{}/{}", r.name, l.spec.name), &l.spec))
             })
             .collect()
     }
@@ -201,30 +202,4 @@ pub fn describe(old: &Snapshot, new: &Snapshot) -> Vec<String> {
         &mut out,
     );
     out
-}
-
-/// Keep the old pool object (with its health-check state and round-robin position) for every
-/// upstream whose definition did not change, and point the new routes at it.
-pub fn carry_pools(old: &Snapshot, new: &mut Snapshot) -> usize {
-    let mut carried = 0;
-    for (name, up) in new.upstreams.iter_mut() {
-        if let Some(prev) = old.upstreams.get(name)
-            && prev.same_definition(up)
-        {
-            *up = prev.clone();
-            carried += 1;
-        }
-    }
-    let pools: BTreeMap<Arc<str>, Arc<Upstream>> = new.upstreams.clone();
-    for r in &mut new.routes {
-        if let Some(p) = pools.get(&r.upstream.name) {
-            r.upstream = p.clone();
-        }
-    }
-    if let Some(ingest) = &mut new.campaigns.ingest
-        && let Some(p) = pools.get(&ingest.name)
-    {
-        *ingest = p.clone();
-    }
-    carried
 }

@@ -21,3 +21,46 @@ pub fn init() {
         .with_target(false)
         .try_init();
 }
+
+/// At most one log line per interval from one place (a limit's dry-run rejects, violation
+/// reports), and a count of the lines it stood in for. Cheap enough for the request path: one
+/// relaxed load when it stays quiet.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    last_ms: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    /// `Some(n)`: log now, and say that `n` lines were left out since the last one. `None`: stay
+    /// quiet (counted).
+    pub fn allow(&self, now_ms: u64, every_ms: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.last_ms.load(Relaxed);
+        if now_ms.saturating_sub(last) < every_ms
+            || self
+                .last_ms
+                .compare_exchange(last, now_ms, Relaxed, Relaxed)
+                .is_err()
+        {
+            self.suppressed.fetch_add(1, Relaxed);
+            return None;
+        }
+        Some(self.suppressed.swap(0, Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Throttle;
+
+    #[test]
+    fn one_line_per_interval_with_the_count_it_stands_for() {
+        let t = Throttle::default();
+        assert_eq!(t.allow(10_000, 1000), Some(0));
+        assert_eq!(t.allow(10_500, 1000), None);
+        assert_eq!(t.allow(10_999, 1000), None);
+        assert_eq!(t.allow(11_000, 1000), Some(2));
+        assert_eq!(t.allow(11_001, 1000), None);
+    }
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use seawall::config;
-use seawall::server::{self, RunOptions};
+use seawall::server::{self, RunOptions, StartError};
 
 /// mimalloc rather than glibc's malloc: a proxied request makes about 100 small allocations
 /// (mostly Pingora's header maps, buffers and tasks), and glibc's malloc and free took 15% of
@@ -82,13 +82,13 @@ fn check(path: &std::path::Path) -> ExitCode {
             for d in &loaded.diagnostics.items {
                 eprintln!("{d}");
             }
-            let s = &loaded.snapshot;
+            let s = &loaded.spec;
             println!(
                 "{}: OK: {}, {}, {}, {}, {}",
                 path.display(),
                 plural(s.routes.len(), "route"),
-                plural(s.upstreams.len(), "upstream"),
-                plural(s.csp.policies.len(), "CSP policy"),
+                plural(s.settings.upstreams.len(), "upstream"),
+                plural(s.settings.csp.policies.len(), "CSP policy"),
                 plural(s.campaigns.launches.len(), "launch"),
                 plural(loaded.diagnostics.warnings().count(), "warning")
             );
@@ -121,26 +121,29 @@ fn plural(n: usize, word: &str) -> String {
 }
 
 fn run(a: &RunArgs) -> ExitCode {
-    let state = match server::load_state(&a.config.config) {
-        Ok(s) => s,
-        Err(diags) => {
-            for d in &diags.items {
-                eprintln!("{d}");
-            }
-            eprintln!("seawall: not started: fix the errors above (`seawall check` lists them)");
-            return ExitCode::FAILURE;
-        }
-    };
-    if !a.upgrade
-        && let Err(e) = server::preflight_bind(&state)
-    {
-        eprintln!("seawall: not started: {e}");
-        return ExitCode::FAILURE;
-    }
     let opts = RunOptions {
         daemon: a.daemon,
         upgrade: a.upgrade,
         in_process: false,
     };
-    server::run_process(server::build(state, &opts))
+    let started = server::load_state(&a.config.config).and_then(|state| {
+        if !a.upgrade {
+            server::preflight_bind(&state)?;
+        }
+        server::build(state, &opts)
+    });
+    match started {
+        Ok(s) => server::run_process(s),
+        Err(StartError::Config(diags)) => {
+            for d in &diags.items {
+                eprintln!("{d}");
+            }
+            eprintln!("seawall: not started: fix the errors above (`seawall check` lists them)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("seawall: not started: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

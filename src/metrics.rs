@@ -233,6 +233,48 @@ impl Metrics {
     }
 }
 
+/// Remove the series of `vec` that `keep` refuses, by their labels as (name, value) pairs. A
+/// route, limit or launch a reload removed would otherwise report its last value forever.
+pub fn remove_stale<T: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<T>,
+    keep: impl Fn(&[(&str, &str)]) -> bool,
+) {
+    use prometheus::core::Collector;
+    let mut stale: Vec<Vec<(String, String)>> = Vec::new();
+    for mf in vec.collect() {
+        for m in mf.get_metric() {
+            let labels: Vec<(&str, &str)> = m
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if !keep(&labels) {
+                stale.push(
+                    labels
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.to_string()))
+                        .collect(),
+                );
+            }
+        }
+    }
+    for labels in stale {
+        let map: std::collections::HashMap<&str, &str> = labels
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let _ = vec.remove(&map);
+    }
+}
+
+/// The value of label `name` among (name, value) pairs.
+pub fn label<'a>(labels: &[(&str, &'a str)], name: &str) -> &'a str {
+    labels
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("", |(_, v)| v)
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()

@@ -1,9 +1,10 @@
-//! `impl ProxyHttp`: thin dispatch. Decisions are made by [`crate::routing`],
-//! [`crate::client_ip`] and friends; this file wires them to Pingora's phases.
+//! `impl ProxyHttp`: thin dispatch. [`crate::admission`] decides what to do with a request;
+//! this file reads the facts from Pingora's session, acts on the decision, and wires the other
+//! phases (forwarding headers, CSP on the response, failures, the one logging point).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -11,69 +12,19 @@ use pingora::ErrorType;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora_limits::inflight::Guard;
 
 use crate::access_log;
-use crate::answers::{self, Reason};
-use crate::campaign::{self, Action};
-use crate::csp::{self, CspChoice};
-use crate::header_names::*;
-use crate::limits;
+use crate::admission::{self, Answer, Facts, Now, Pass, Side, Verdict};
+use crate::answers::{self, NO_HEALTHY_SERVER, Reason};
+use crate::csp;
+use crate::ctx::{Ctx, Disposition};
+use crate::headers::*;
 use crate::limits::limiter::{Clock, MonotonicClock};
-use crate::limits::request::{Outcome, RateLimitHeaders};
-use crate::metrics::{NO_ROUTE, UpstreamOutcome};
-use crate::snapshot::Snapshot;
+use crate::metrics::UpstreamOutcome;
 use crate::state::State;
-use crate::upstream::Upstream;
 
 pub struct Proxy {
     pub state: Arc<State>,
-}
-
-/// Per-request state. The snapshot is taken once, so every phase sees one config.
-pub struct Ctx {
-    pub snap: Arc<Snapshot>,
-    pub started: Instant,
-    /// Sent upstream and on the answer as `X-Request-Id`; see [`Ctx::request_id_text`].
-    pub request_id: http::HeaderValue,
-    pub client_ip: IpAddr,
-    /// Whether the TCP peer is a trusted proxy (its forwarding headers are believed).
-    pub peer_trusted: bool,
-    pub peer_ip: IpAddr,
-    /// Index into `snap.routes`.
-    pub route: Option<usize>,
-    pub upstream: Option<Arc<Upstream>>,
-    pub outcome: Option<UpstreamOutcome>,
-    /// Set when Seawall answered itself.
-    pub reason: Option<Reason>,
-    /// `RateLimit-Policy` / `RateLimit` of the route's tightest limit, for the response.
-    pub ratelimit: Option<RateLimitHeaders>,
-    /// Campaign name (launch or "unregistered") and action label, for tagged requests.
-    pub campaign: Option<(Arc<str>, &'static str)>,
-    /// Sent to the ingestion upstream: failures answer 503, never the app.
-    pub diverted: bool,
-    /// Stamps the response's nonce on marked scripts as the body streams.
-    pub nonce_rewriter: Option<csp::nonce::NonceRewriter>,
-    /// Status of a request Seawall served itself (the CSP report endpoint).
-    pub served: Option<http::StatusCode>,
-    /// The page was served over HTTPS (here, or at a trusted proxy that says so).
-    pub secure: bool,
-    connect_failures: usize,
-    /// Held to the end of the request: dropping them gives the in-flight slots back.
-    _guards: Vec<Guard>,
-}
-
-impl Ctx {
-    /// The request id as text, for logs and Seawall's own answers.
-    pub fn request_id_text(&self) -> &str {
-        self.request_id.to_str().unwrap_or("-")
-    }
-
-    pub fn route_name(&self) -> &str {
-        self.route
-            .and_then(|i| self.snap.routes.get(i))
-            .map_or(NO_ROUTE, |r| &r.name)
-    }
 }
 
 /// A client-sent `X-Request-Id` is passed through when it is short and plain; otherwise a fresh
@@ -96,20 +47,10 @@ fn request_id(session: &Session) -> http::HeaderValue {
     http::HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
 }
 
-/// The CSP headers of a response Seawall writes itself: the route's policy, or csp.toml's
-/// default for requests no route matched. Pingora skips `response_filter` for these answers.
-fn own_answer_csp(ctx: &Ctx) -> Vec<(http::HeaderName, http::HeaderValue)> {
-    let policy = match ctx.route {
-        Some(_) => route_policy(ctx),
-        None => ctx.snap.csp.default_policy.as_ref(),
-    };
-    policy.map_or_else(Vec::new, |p| csp::apply::headers(p, true, ctx.secure).0)
-}
-
 /// Bodies up to this size are read and dropped before Seawall answers a request itself, so the
 /// connection can take the client's next request (as nginx does for a `limit_req` 429). Larger
 /// or unsized bodies close the connection instead of being read.
-const DISCARD_BODY_LIMIT: usize = 64 * 1024;
+const DISCARD_BODY_LIMIT: u64 = 64 * 1024;
 
 /// Before answering in `request_filter`: consume a small request body, or say the connection
 /// ends. Without this a 429 to a POST closes the connection, and a flood becomes a flood of new
@@ -118,90 +59,54 @@ async fn settle_request_body(session: &mut Session) {
     if session.as_mut().is_body_done() {
         return;
     }
-    let small = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
+    let small = crate::headers::content_length(&session.req_header().headers)
         .is_some_and(|n| n <= DISCARD_BODY_LIMIT);
     if !small || session.drain_request_body().await.is_err() {
         session.set_keepalive(None);
     }
 }
 
-/// Answer from `request_filter`, before anything was sent upstream.
-async fn early_answer(session: &mut Session, ctx: &mut Ctx, reason: Reason) -> Result<()> {
-    settle_request_body(session).await;
-    send_answer(session, ctx, reason).await
-}
-
-async fn send_answer(session: &mut Session, ctx: &mut Ctx, reason: Reason) -> Result<()> {
-    ctx.reason = Some(reason);
-    let (header, body) = answers::build(reason, ctx.request_id_text(), &own_answer_csp(ctx));
-    session
-        .write_response_header(Box::new(header), false)
-        .await?;
-    session.write_response_body(Some(body), true).await?;
-    Ok(())
-}
-
-/// In-flight counts are keyed by kind and name; the tuple hashes without allocating.
-const ROUTE_SLOT: u8 = 0;
-const UPSTREAM_SLOT: u8 = 1;
-
-/// Take an in-flight slot under `key`; `None` when the cap is reached (the slot is given back).
-fn take_slot(state: &State, key: (u8, &str), cap: u32) -> Option<Option<Guard>> {
-    if cap == 0 {
-        return Some(None);
-    }
-    let (guard, count) = state.inflight.incr(key, 1);
-    if count > cap as isize {
-        drop(guard);
-        None
-    } else {
-        Some(Some(guard))
-    }
-}
-
-/// The CSP policy of the matched route, if any.
-fn route_policy(ctx: &Ctx) -> Option<&Arc<csp::Policy>> {
-    match &ctx.snap.routes.get(ctx.route?)?.csp {
-        CspChoice::Policy(p) => Some(p),
-        CspChoice::Off => None,
-    }
+/// Seawall's own answer for `reason`, with the route's CSP headers.
+async fn send_answer(session: &mut Session, ctx: &Ctx, reason: Reason) -> Result<()> {
+    let (header, body) = answers::build(reason, ctx.request_id_text(), &ctx.own_answer_csp());
+    answers::write(session, header, Some(body)).await
 }
 
 impl Proxy {
-    /// Count a campaign request towards its launch's observed rate, and note unregistered tags.
-    fn record_campaign(&self, c: &campaign::Classified<'_>, path: &str) {
-        match c.launch {
-            Some(l) => {
-                if let Some(counter) = &l.counter {
-                    counter.hit();
-                }
+    /// Act on a verdict that answers the request here, without any upstream.
+    async fn answer(&self, session: &mut Session, ctx: &mut Ctx, answer: Answer) -> Result<()> {
+        let reason = match answer {
+            Answer::Reports => {
+                let snap = ctx.snap.clone();
+                let id = ctx.request_id.clone();
+                let id = id.to_str().unwrap_or("-");
+                let status =
+                    csp::endpoint::serve(session, &self.state, &snap, ctx.client.ip, id).await?;
+                ctx.disposition = Disposition::Served(status);
+                return Ok(());
             }
-            None => {
-                let stats = &self.state.campaigns;
-                stats.hit_unregistered();
-                let label = stats.unregistered_tag(&c.tag, path, MonotonicClock.now_ms());
-                self.state
-                    .metrics
-                    .campaign_unregistered_tags
-                    .with_label_values(&[&label])
-                    .inc();
+            Answer::Limited(rejection) => {
+                ctx.disposition = Disposition::Answered(Reason::RateLimited(rejection.status));
+                settle_request_body(session).await;
+                let id = ctx.request_id_text();
+                let (h, body) = answers::rate_limited(&rejection, id, &ctx.own_answer_csp());
+                return answers::write(session, h, Some(body)).await;
             }
-        }
-    }
-
-    fn count_campaign(&self, ctx: &Ctx) {
-        if let Some((name, action)) = &ctx.campaign {
-            self.state
-                .metrics
-                .campaign_requests
-                .with_label_values(&[name.as_ref(), action])
-                .inc();
-        }
+            Answer::Refused(reason) => {
+                ctx.disposition = Disposition::Answered(reason);
+                reason
+            }
+            Answer::Overloaded { upstream, reason } => {
+                ctx.upstream = Some(upstream);
+                ctx.disposition = Disposition::Upstream {
+                    outcome: UpstreamOutcome::Overloaded,
+                    answered: Some(reason),
+                };
+                reason
+            }
+        };
+        settle_request_body(session).await;
+        send_answer(session, ctx, reason).await
     }
 }
 
@@ -214,26 +119,7 @@ impl ProxyHttp for Proxy {
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
-        Ctx {
-            snap: self.state.snapshot.load_full(),
-            started: Instant::now(),
-            request_id: http::HeaderValue::from_static(""),
-            client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            peer_trusted: false,
-            peer_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            route: None,
-            upstream: None,
-            outcome: None,
-            reason: None,
-            ratelimit: None,
-            campaign: None,
-            diverted: false,
-            nonce_rewriter: None,
-            served: None,
-            secure: false,
-            connect_failures: 0,
-            _guards: Vec::new(),
-        }
+        Ctx::new(self.state.snapshot.load_full())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -241,156 +127,42 @@ impl ProxyHttp for Proxy {
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| {
-                crate::client_ip::canonical(a.ip())
-            });
-        ctx.peer_ip = peer;
-        ctx.peer_trusted = ctx.snap.trusted.contains(peer);
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        let req = session.req_header();
-        ctx.secure = tls
-            || (ctx.peer_trusted
-                && req
-                    .headers
-                    .get(&X_FORWARDED_PROTO)
-                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
-        ctx.client_ip = ctx.snap.trusted.resolve(
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        let facts = Facts {
+            req: session.req_header(),
             peer,
-            req.headers
-                .get_all(&X_FORWARDED_FOR)
-                .iter()
-                .map(|v| v.as_bytes()),
-        );
-        let raw_host = crate::routing::request_host(req);
-        if ctx
-            .snap
-            .csp
-            .report_path
-            .as_deref()
-            .is_some_and(|p| p == req.uri.path())
-        {
-            let snap = ctx.snap.clone();
-            let status = csp::endpoint::serve(
-                session,
-                &self.state,
-                &snap,
-                ctx.client_ip,
-                ctx.request_id_text(),
-            )
-            .await?;
-            ctx.served = Some(status);
-            return Ok(true);
-        }
-        let host = crate::routing::normalize_host(raw_host);
-        let found = ctx
-            .snap
-            .routes
-            .iter()
-            .position(|r| r.matches(&host, req.uri.path(), &req.method));
-        let Some(idx) = found else {
-            early_answer(session, ctx, Reason::NoRoute).await?;
-            return Ok(true);
+            tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
         };
-        ctx.route = Some(idx);
-        let snap = ctx.snap.clone();
-        let route = &snap.routes[idx];
-        // Campaign classification, once per request.
-        let class = if snap.campaigns.tag_sources.is_empty() {
-            None
-        } else {
-            let req = session.req_header();
-            campaign::classify(&snap.campaigns, req, req.uri.path(), self.state.wall_now())
+        let now = Now {
+            mono_ms: MonotonicClock.now_ms(),
+            wall: self.state.wall_now(),
         };
-        if let Some(c) = &class {
-            self.record_campaign(c, session.req_header().uri.path());
-            ctx.campaign = Some((c.campaign.clone(), c.action_label));
-            if c.action == Action::Refuse {
-                self.count_campaign(ctx);
-                early_answer(session, ctx, Reason::CampaignRefused).await?;
-                return Ok(true);
-            }
-        }
-        let campaign_limit = class.as_ref().and_then(|c| c.limit);
-        if !route.bound.is_empty() || campaign_limit.is_some() {
-            let limits: Vec<&limits::BoundLimit> = campaign_limit
-                .into_iter()
-                .chain(route.bound.iter())
-                .collect();
-            let now = MonotonicClock.now_ms();
-            let req = session.req_header();
-            match limits::request::apply(&route.name, &limits, req, ctx.client_ip, now) {
-                Outcome::Pass { delay_ms, headers } => {
-                    ctx.ratelimit = headers;
-                    if delay_ms > 0 {
-                        // As nginx does: the request waits, the worker does not.
-                        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-                    }
-                }
-                Outcome::Reject {
-                    status,
-                    limit,
-                    retry_after_s,
-                    headers,
-                    ..
-                } => {
-                    // A tagged request stopped by any limit (its campaign's or the route's).
-                    if let Some((_, action)) = &mut ctx.campaign {
-                        *action = "limited";
-                    }
-                    self.count_campaign(ctx);
-                    ctx.reason = Some(Reason::RateLimited(status));
-                    settle_request_body(session).await;
-                    let (h, body) = answers::rate_limited(
-                        status,
-                        &limit,
-                        retry_after_s,
-                        &headers,
-                        ctx.request_id_text(),
-                        &own_answer_csp(ctx),
-                    );
-                    session.write_response_header(Box::new(h), false).await?;
-                    session.write_response_body(Some(body), true).await?;
-                    return Ok(true);
-                }
-            }
-        }
-        self.count_campaign(ctx);
-        match take_slot(&self.state, (ROUTE_SLOT, &route.name), route.max_inflight) {
-            Some(g) => ctx._guards.extend(g),
-            None => {
-                early_answer(session, ctx, Reason::RouteBusy).await?;
-                return Ok(true);
-            }
-        }
-        // A diverted request goes to the ingestion upstream and never falls back to the app.
-        let diverted = class.as_ref().is_some_and(|c| c.action == Action::Divert);
-        let upstream = match (&snap.campaigns.ingest, diverted) {
-            (Some(ingest), true) => {
-                ctx.diverted = true;
-                ingest.clone()
-            }
-            _ => route.upstream.clone(),
-        };
-        match take_slot(
-            &self.state,
-            (UPSTREAM_SLOT, &upstream.name),
-            upstream.max_inflight,
-        ) {
-            Some(g) => ctx._guards.extend(g),
-            None => {
+        let a = admission::admit(&self.state, &ctx.snap, &facts, now);
+        ctx.client = a.client;
+        ctx.route = a.route;
+        ctx.campaign = a.campaign;
+        ctx.ratelimit = a.ratelimit;
+        match a.verdict {
+            Verdict::Proxy(Pass {
+                upstream,
+                side,
+                delay,
+                guards,
+            }) => {
                 ctx.upstream = Some(upstream);
-                ctx.outcome = Some(UpstreamOutcome::Overloaded);
-                let reason = if ctx.diverted {
-                    Reason::IngestUnavailable
-                } else {
-                    Reason::UpstreamBusy
-                };
-                early_answer(session, ctx, reason).await?;
-                return Ok(true);
+                ctx.side = side;
+                ctx.guards = guards;
+                if !delay.is_zero() {
+                    // As nginx does: the request waits, the worker does not.
+                    tokio::time::sleep(delay).await;
+                }
+                Ok(false)
+            }
+            Verdict::Answer(answer) => {
+                self.answer(session, ctx, answer).await?;
+                Ok(true)
             }
         }
-        ctx.upstream = Some(upstream);
-        Ok(false)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -402,14 +174,7 @@ impl ProxyHttp for Proxy {
         };
         match upstream.peer() {
             Some(p) => Ok(Box::new(p)),
-            None => {
-                ctx.outcome = Some(UpstreamOutcome::NoHealthyServer);
-                ctx.reason = Some(Reason::NoHealthyServer);
-                Err(Error::explain(
-                    ErrorType::HTTPStatus(502),
-                    "no healthy server in the upstream pool",
-                ))
-            }
+            None => Err(Error::new(NO_HEALTHY_SERVER)),
         }
     }
 
@@ -441,7 +206,7 @@ impl ProxyHttp for Proxy {
         // X-Forwarded-For: a trusted proxy's chain with the peer appended; an untrusted client's
         // own header is dropped, not passed on: the app must be able to believe what it gets.
         let mut xff = Vec::with_capacity(48);
-        if ctx.peer_trusted {
+        if ctx.client.peer_trusted {
             for v in session.req_header().headers.get_all(&X_FORWARDED_FOR) {
                 if v.to_str().is_ok() {
                     xff.extend_from_slice(v.as_bytes());
@@ -449,31 +214,31 @@ impl ProxyHttp for Proxy {
                 }
             }
         }
-        crate::client_ip::write_ip(&mut xff, ctx.peer_ip);
+        crate::client_ip::write_ip(&mut xff, ctx.client.peer);
         up.insert_header(X_FORWARDED_FOR, xff)?;
         let mut real_ip = Vec::with_capacity(16);
-        crate::client_ip::write_ip(&mut real_ip, ctx.client_ip);
+        crate::client_ip::write_ip(&mut real_ip, ctx.client.ip);
         up.insert_header(X_REAL_IP, real_ip)?;
         let scheme = if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
             "https"
         } else {
             "http"
         };
-        let keep_proto = ctx.peer_trusted && up.headers.contains_key(&X_FORWARDED_PROTO);
+        let keep_proto = ctx.client.peer_trusted && up.headers.contains_key(&X_FORWARDED_PROTO);
         if !keep_proto {
             up.insert_header(X_FORWARDED_PROTO, http::HeaderValue::from_static(scheme))?;
         }
         up.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
         // A page whose scripts get a nonce must come uncompressed to be rewritten.
-        if let Some(p) = route_policy(ctx)
+        if let Some(p) = ctx.route_policy()
             && p.wants_nonce()
         {
             up.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
         }
         // Only Seawall says which campaign a request belongs to.
         up.remove_header(&X_SEAWALL_CAMPAIGN);
-        if let Some((name, _)) = &ctx.campaign {
-            up.insert_header(X_SEAWALL_CAMPAIGN, name.as_ref())?;
+        if let Some(c) = &ctx.campaign {
+            up.insert_header(X_SEAWALL_CAMPAIGN, c.name.as_ref())?;
         }
         Ok(())
     }
@@ -484,7 +249,10 @@ impl ProxyHttp for Proxy {
         _resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        ctx.outcome = Some(UpstreamOutcome::Response);
+        ctx.disposition = Disposition::Upstream {
+            outcome: UpstreamOutcome::Response,
+            answered: None,
+        };
         Ok(())
     }
 
@@ -499,7 +267,7 @@ impl ProxyHttp for Proxy {
             resp.insert_header(RATELIMIT_POLICY, rl.policy.clone())?;
             resp.insert_header(RATELIMIT, rl.state.clone())?;
         }
-        if let Some(policy) = route_policy(ctx).cloned()
+        if let Some(policy) = ctx.route_policy().cloned()
             && csp::apply::applies(&ctx.snap.csp, resp)
         {
             let encoded = resp
@@ -514,7 +282,7 @@ impl ProxyHttp for Proxy {
                      the page passes unrewritten and its CSP goes out without a nonce"
                 );
             }
-            let (headers, nonce) = csp::apply::headers(&policy, !encoded, ctx.secure);
+            let (headers, nonce) = csp::apply::headers(&policy, !encoded, ctx.client.secure);
             csp::apply::put(resp, &policy, headers)?;
             if let Some(n) = nonce {
                 // The body changes length as it is rewritten.
@@ -539,64 +307,42 @@ impl ProxyHttp for Proxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        use ErrorType::*;
-        let upstream_side = e.esource() == &ErrorSource::Upstream;
-        let reason = match e.etype() {
-            HTTPStatus(502) if ctx.reason == Some(Reason::NoHealthyServer) => {
-                Reason::NoHealthyServer
-            }
-            ConnectTimedout | ReadTimedout | WriteTimedout if upstream_side => {
-                Reason::UpstreamTimeout
-            }
-            ConnectTimedout => Reason::UpstreamTimeout,
-            ConnectRefused | ConnectNoRoute | ConnectError | BindError | SocketError
-            | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | ConnectProxyFailure => {
-                Reason::UpstreamUnreachable
-            }
-            _ if upstream_side => Reason::UpstreamFailed,
-            _ if e.esource() == &ErrorSource::Downstream => {
-                if matches!(e.etype(), ReadError | WriteError | ConnectionClosed) {
-                    // The client is gone: nobody to answer.
-                    return FailToProxy {
-                        error_code: 0,
-                        can_reuse_downstream: false,
-                    };
-                }
-                Reason::BadRequest
-            }
-            _ => Reason::Internal,
+        let Some(reason) = Reason::from_error(e) else {
+            // The client is gone: nobody to answer.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
         };
-        if ctx.outcome.is_none() && ctx.upstream.is_some() {
-            ctx.outcome = Some(match reason {
-                Reason::UpstreamTimeout if matches!(e.etype(), ConnectTimedout) => {
-                    UpstreamOutcome::ConnectError
-                }
-                Reason::UpstreamTimeout => UpstreamOutcome::Timeout,
-                Reason::UpstreamUnreachable => UpstreamOutcome::ConnectError,
-                _ => UpstreamOutcome::Error,
-            });
-        }
+        let outcome = match ctx.disposition.outcome() {
+            Some(o) => o,
+            None => reason.upstream_outcome(e),
+        };
         // A diverted request is never retried on the app: its failure is a 503 to retry later.
-        let reason = if ctx.diverted && reason != Reason::BadRequest {
+        let reason = if ctx.side == Side::Ingest && reason != Reason::BadRequest {
             Reason::IngestUnavailable
         } else {
             reason
         };
-        let code = reason.status().as_u16();
+        ctx.disposition = match ctx.upstream {
+            Some(_) => Disposition::Upstream {
+                outcome,
+                answered: Some(reason),
+            },
+            None => Disposition::Answered(reason),
+        };
         // Pingora closes the connection after a failure once an upstream was chosen (it honours
         // reuse only before that): say so with `Connection: close`, so the client does not send
         // its next request into a closing connection.
         session.set_keepalive(None);
         // A response already under way cannot be replaced; the connection is closed instead.
-        if session.response_written().is_none() {
-            if let Err(err) = send_answer(session, ctx, reason).await {
-                tracing::debug!(error = %err, "could not send the error answer");
-            }
-        } else {
-            ctx.reason = Some(reason);
+        if session.response_written().is_none()
+            && let Err(err) = send_answer(session, ctx, reason).await
+        {
+            tracing::debug!(error = %err, "could not send the error answer");
         }
         FailToProxy {
-            error_code: code,
+            error_code: reason.status().as_u16(),
             can_reuse_downstream: false,
         }
     }
@@ -605,8 +351,7 @@ impl ProxyHttp for Proxy {
         let status = session
             .response_written()
             .map(|r| r.status)
-            .or(ctx.served)
-            .or_else(|| ctx.reason.map(Reason::status));
+            .or_else(|| ctx.disposition.status());
         let status_label = match &status {
             Some(s) => s.as_str(),
             None => "0",
@@ -618,7 +363,7 @@ impl ProxyHttp for Proxy {
         m.request_duration
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
-        if let (Some(up), Some(outcome)) = (&ctx.upstream, ctx.outcome) {
+        if let (Some(up), Some(outcome)) = (&ctx.upstream, ctx.disposition.outcome()) {
             m.upstream_requests
                 .with_label_values(&[&up.name, outcome.label()])
                 .inc();

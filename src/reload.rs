@@ -9,8 +9,25 @@
 use std::sync::Arc;
 
 use crate::config::{self, Diagnostics};
-use crate::snapshot::ProcessSettings;
+use crate::snapshot::{self, ProcessSettings};
 use crate::state::{ReloadRecord, State};
+
+/// Why a reload was refused; the config in force stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The files do not load: every problem, located.
+    #[error("{0}")]
+    Config(Diagnostics),
+}
+
+impl ReloadError {
+    /// One line per problem, as `/-/config` and the admin API show them.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            ReloadError::Config(d) => d.errors().map(ToString::to_string).collect(),
+        }
+    }
+}
 
 /// The settings of `new` that differ from those the process runs with and need a restart.
 pub fn needs_restart(running: &ProcessSettings, new: &ProcessSettings) -> Vec<String> {
@@ -40,15 +57,15 @@ pub fn needs_restart(running: &ProcessSettings, new: &ProcessSettings) -> Vec<St
 }
 
 /// Reload now. Blocking (file reads, DNS for upstream names): call it off the async workers.
-pub fn reload(state: &State) -> Result<u64, Diagnostics> {
+pub fn reload(state: &State) -> Result<u64, ReloadError> {
     let mut status = state.status.lock().unwrap_or_else(|e| e.into_inner());
     let now = jiff::Timestamp::now();
     match config::load(&state.config_path) {
-        Ok(mut loaded) => {
+        Ok(loaded) => {
             for w in loaded.diagnostics.warnings() {
                 tracing::warn!("{w}");
             }
-            let restart = needs_restart(&state.process, &loaded.snapshot.process);
+            let restart = needs_restart(&state.process, &loaded.spec.settings.process);
             if !restart.is_empty() {
                 tracing::warn!(
                     settings = ?restart,
@@ -56,13 +73,9 @@ pub fn reload(state: &State) -> Result<u64, Diagnostics> {
                 );
             }
             let old = state.snapshot.load_full();
-            let changes = crate::diff::describe(&old, &loaded.snapshot);
-            crate::diff::carry_pools(&old, &mut loaded.snapshot);
-            state.limits.bind(&mut loaded.snapshot, &state.metrics);
-            state
-                .campaigns
-                .bind(&mut loaded.snapshot.campaigns, &state.metrics);
-            state.snapshot.store(Arc::new(loaded.snapshot));
+            let snap = snapshot::build(loaded.spec, Some(&old), &state.bindings());
+            let changes = crate::diff::describe(&old, &snap);
+            state.snapshot.store(Arc::new(snap));
             drop(old);
             status.generation += 1;
             status.loaded_at = now;
@@ -96,7 +109,8 @@ pub fn reload(state: &State) -> Result<u64, Diagnostics> {
             Ok(status.generation)
         }
         Err(diags) => {
-            for e in diags.errors() {
+            let err = ReloadError::Config(diags);
+            for e in err.lines() {
                 tracing::error!("{e}");
             }
             tracing::error!(
@@ -105,7 +119,7 @@ pub fn reload(state: &State) -> Result<u64, Diagnostics> {
             );
             status.last_reload = Some(ReloadRecord {
                 ok: false,
-                errors: diags.errors().map(ToString::to_string).collect(),
+                errors: err.lines(),
                 at: now.to_string(),
             });
             state
@@ -113,7 +127,7 @@ pub fn reload(state: &State) -> Result<u64, Diagnostics> {
                 .config_reloads
                 .with_label_values(&["failure"])
                 .inc();
-            Err(diags)
+            Err(err)
         }
     }
 }

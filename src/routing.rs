@@ -106,10 +106,12 @@ impl PathMatch {
     }
 }
 
-/// A compiled route. Everything a request needs is resolved: the upstream pool itself, the CSP
-/// choice, the limits.
+/// A route. Everything a request needs is resolved: the upstream pool itself, the CSP choice, the
+/// limits. `L` is what a limit is at this stage: its compiled spec ([`RouteSpec`], what config
+/// loading returns) or the spec with its state ([`Route`], what the live snapshot holds; built by
+/// [`crate::snapshot::build`]). So a route whose limits are not bound cannot reach a request.
 #[derive(Debug)]
-pub struct Route {
+pub struct Route<L = BoundLimit> {
     pub name: Arc<str>,
     pub host: Option<HostMatch>,
     pub path: PathMatch,
@@ -119,13 +121,13 @@ pub struct Route {
     pub csp: CspChoice,
     /// 0 = no cap.
     pub max_inflight: u32,
-    pub limits: Vec<LimitSpec>,
-    /// The same limits with their state, attached by [`crate::limits::Registry::bind`] just
-    /// before the snapshot goes live (empty until then).
-    pub bound: Vec<BoundLimit>,
+    pub limits: Vec<L>,
 }
 
-impl Route {
+/// A route as config loading compiles it.
+pub type RouteSpec = Route<LimitSpec>;
+
+impl<L> Route<L> {
     pub fn matches(&self, host: &str, path: &str, method: &Method) -> bool {
         self.methods.as_ref().is_none_or(|m| m.contains(method))
             && self.host.as_ref().is_none_or(|h| h.matches(host))
@@ -133,7 +135,7 @@ impl Route {
     }
 
     /// True when every request `later` would match is taken by `self` first, so `later` is dead.
-    pub fn shadows(&self, later: &Route) -> bool {
+    pub fn shadows<M>(&self, later: &Route<M>) -> bool {
         let hosts = match (&self.host, &later.host) {
             (None, _) => true,
             (Some(_), None) => false,
@@ -145,6 +147,20 @@ impl Route {
             (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
         };
         hosts && methods && self.path.covers(&later.path)
+    }
+
+    /// The same route with each limit turned into what the next stage holds.
+    pub fn map_limits<M>(self, f: impl FnMut(L) -> M) -> Route<M> {
+        Route {
+            name: self.name,
+            host: self.host,
+            path: self.path,
+            methods: self.methods,
+            upstream: self.upstream,
+            csp: self.csp,
+            max_inflight: self.max_inflight,
+            limits: self.limits.into_iter().map(f).collect(),
+        }
     }
 }
 
@@ -176,9 +192,17 @@ pub fn normalize_host(raw: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The first route that matches, in file order.
-pub fn find<'a>(routes: &'a [Route], host: &str, path: &str, method: &Method) -> Option<&'a Route> {
-    routes.iter().find(|r| r.matches(host, path, method))
+/// The first route that matches, in file order, and its index.
+pub fn find<'a, L>(
+    routes: &'a [Route<L>],
+    host: &str,
+    path: &str,
+    method: &Method,
+) -> Option<(usize, &'a Route<L>)> {
+    routes
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.matches(host, path, method))
 }
 
 #[cfg(test)]

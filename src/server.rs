@@ -41,18 +41,37 @@ pub struct RunOptions {
     pub in_process: bool,
 }
 
+/// Why Seawall did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config does not load: every problem, located (`seawall check` prints the same).
+    #[error("{0}")]
+    Config(Diagnostics),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A TLS listener's certificate or key (checked at load) could not be used at start.
+    #[error("TLS listener {addr}: {message}")]
+    Tls { addr: SocketAddr, message: String },
+    #[error("cannot start the server thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
 /// Load the config and build the shared state, or return every problem found.
-pub fn load_state(config_path: &Path) -> Result<Arc<State>, Diagnostics> {
-    let loaded = config::load(config_path)?;
+pub fn load_state(config_path: &Path) -> Result<Arc<State>, StartError> {
+    let loaded = config::load(config_path).map_err(StartError::Config)?;
     for w in loaded.diagnostics.warnings() {
         tracing::warn!("{w}");
     }
-    Ok(State::new(config_path.to_path_buf(), loaded.snapshot))
+    Ok(State::new(config_path.to_path_buf(), loaded.spec))
 }
 
 /// Check that every listener can bind, so a port in use is a clear error instead of a panic in
 /// a Pingora service thread. Skipped on upgrade, where the old process holds the sockets.
-pub fn preflight_bind(state: &State) -> Result<(), String> {
+pub fn preflight_bind(state: &State) -> Result<(), StartError> {
     let p = &state.process;
     let tls = p.tls.iter().map(|t| &t.addr);
     for addr in p
@@ -61,9 +80,10 @@ pub fn preflight_bind(state: &State) -> Result<(), String> {
         .chain(tls)
         .chain(std::iter::once(&p.admin_listen))
     {
-        if let Err(e) = TcpListener::bind(addr) {
-            return Err(format!("cannot listen on {addr}: {e}"));
-        }
+        TcpListener::bind(addr).map_err(|source| StartError::Bind {
+            addr: *addr,
+            source,
+        })?;
     }
     Ok(())
 }
@@ -91,7 +111,7 @@ fn tls_buffers() -> L4BufferSettings {
     L4BufferSettings::default().write(CLIENT_WRITE_BUFFER)
 }
 
-pub fn build(state: Arc<State>, opts: &RunOptions) -> Server {
+pub fn build(state: Arc<State>, opts: &RunOptions) -> Result<Server, StartError> {
     let p = &state.process;
     let conf = ServerConf {
         threads: p.threads,
@@ -128,20 +148,20 @@ pub fn build(state: Arc<State>, opts: &RunOptions) -> Server {
     }
     for t in &p.tls {
         // The files were checked at load; a failure here means they changed since.
-        match pingora::listeners::tls::TlsSettings::intermediate(
+        let mut settings = pingora::listeners::tls::TlsSettings::intermediate(
             &t.cert.display().to_string(),
             &t.key.display().to_string(),
-        ) {
-            Ok(mut settings) => {
-                settings.enable_h2();
-                proxy.add_listener(
-                    ListenerConfig::tcp(t.addr.to_string())
-                        .tls(settings)
-                        .l4_buffer(tls_buffers()),
-                );
-            }
-            Err(e) => tracing::error!(listen = %t.addr, error = %e, "TLS listener not started"),
-        }
+        )
+        .map_err(|e| StartError::Tls {
+            addr: t.addr,
+            message: e.to_string(),
+        })?;
+        settings.enable_h2();
+        proxy.add_listener(
+            ListenerConfig::tcp(t.addr.to_string())
+                .tls(settings)
+                .l4_buffer(tls_buffers()),
+        );
     }
     let mut admin = Service::new(
         "seawall admin".to_string(),
@@ -173,7 +193,7 @@ pub fn build(state: Arc<State>, opts: &RunOptions) -> Server {
         },
     ));
     server.add_service(background_service("readiness", Readiness { state }));
-    server
+    Ok(server)
 }
 
 /// Runs every pool's health check when its interval is due, against the live snapshot, so
@@ -218,7 +238,10 @@ impl BackgroundService for LimiterUpkeep {
                 _ = tick.tick() => {
                     n += 1;
                     let snap = self.state.snapshot.load_full();
-                    crate::limits::registry::maintain(&snap, MonotonicClock.now_ms(), n.is_multiple_of(10));
+                    let now = MonotonicClock.now_ms();
+                    for limit in snap.limits() {
+                        limit.upkeep(now, n.is_multiple_of(10));
+                    }
                     self.state.campaigns.tick(&snap.campaigns, &self.state.metrics);
                 }
             }
@@ -397,14 +420,14 @@ impl Drop for Running {
 }
 
 /// Start Seawall from `config_path` on a background thread of this process.
-pub fn start_in_background(config_path: &Path) -> Result<Running, String> {
-    let state = load_state(config_path).map_err(|d| d.to_string())?;
+pub fn start_in_background(config_path: &Path) -> Result<Running, StartError> {
+    let state = load_state(config_path)?;
     preflight_bind(&state)?;
     let opts = RunOptions {
         in_process: true,
         ..RunOptions::default()
     };
-    let server = build(state.clone(), &opts);
+    let server = build(state.clone(), &opts)?;
     let stop = Arc::new(tokio::sync::Notify::new());
     let trigger = Trigger(stop.clone());
     let thread = std::thread::Builder::new()
@@ -414,7 +437,7 @@ pub fn start_in_background(config_path: &Path) -> Result<Running, String> {
                 shutdown_signal: Box::new(trigger),
             })
         })
-        .map_err(|e| format!("cannot start the server thread: {e}"))?;
+        .map_err(StartError::Thread)?;
     Ok(Running {
         state,
         stop,

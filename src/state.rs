@@ -10,8 +10,9 @@ use arc_swap::ArcSwap;
 use pingora_limits::inflight::Inflight;
 
 use crate::limits::Registry;
+use crate::logging::Throttle;
 use crate::metrics::Metrics;
-use crate::snapshot::{ProcessSettings, Snapshot};
+use crate::snapshot::{self, Bindings, ProcessSettings, Snapshot, Spec};
 
 /// The outcome of the last reload, for `/-/config`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -54,8 +55,8 @@ pub struct State {
     /// The CSP report endpoint's own limit, per client: reports are anyone's input.
     pub report_limiter: crate::limits::limiter::Limiter,
     pub report_hosts: crate::csp::report::HostLabels,
-    /// Last time (ms) a violation was logged: one sample line per second at most.
-    pub last_report_log: std::sync::atomic::AtomicU64,
+    /// One sample line per second at most for violation reports.
+    pub report_log: Throttle,
 }
 
 /// Reports accepted per client: 10 per second with a burst of 50 (a page with many blocked
@@ -68,13 +69,20 @@ pub const REPORT_RATE: crate::limits::limiter::Params = crate::limits::limiter::
 };
 
 impl State {
-    /// State for a snapshot that passed validation; binds its limits.
-    pub fn new(config_path: PathBuf, mut snapshot: Snapshot) -> Arc<State> {
+    /// The state of a process whose config is `spec`; its snapshot is built here.
+    pub fn new(config_path: PathBuf, spec: Spec) -> Arc<State> {
         let metrics = Metrics::new();
         let limits = Registry::default();
-        limits.bind(&mut snapshot, &metrics);
         let campaigns = crate::campaign::stats::Stats::default();
-        campaigns.bind(&mut snapshot.campaigns, &metrics);
+        let snapshot = snapshot::build(
+            spec,
+            None,
+            &Bindings {
+                limits: &limits,
+                campaigns: &campaigns,
+                metrics: &metrics,
+            },
+        );
         metrics.config_generation.set(1);
         let now = jiff::Timestamp::now();
         metrics
@@ -99,8 +107,17 @@ impl State {
             wall_offset_ms: std::sync::atomic::AtomicI64::new(0),
             report_limiter: crate::limits::limiter::Limiter::new(REPORT_RATE),
             report_hosts: Default::default(),
-            last_report_log: Default::default(),
+            report_log: Throttle::default(),
         })
+    }
+
+    /// What a snapshot built for this process binds to.
+    pub fn bindings(&self) -> Bindings<'_> {
+        Bindings {
+            limits: &self.limits,
+            campaigns: &self.campaigns,
+            metrics: &self.metrics,
+        }
     }
 
     /// The time launch windows are judged by.

@@ -109,7 +109,7 @@ impl Upstream {
         }
         let lb = LoadBalancer::from_backends(backends);
         // Static discovery never blocks nor fails: this only builds the selector.
-        let _ = futures_lite_now(lb.update());
+        let _ = futures::FutureExt::now_or_never(lb.update());
         Upstream {
             name,
             transport,
@@ -171,16 +171,5 @@ impl Upstream {
             .iter()
             .filter(|b| self.lb.backends().ready(b))
             .count()
-    }
-}
-
-/// Poll a future that is known to complete without waiting (static discovery).
-fn futures_lite_now<F: std::future::Future>(f: F) -> Option<F::Output> {
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    let mut f = std::pin::pin!(f);
-    match f.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => Some(v),
-        std::task::Poll::Pending => None,
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TestUpstream, free_addr};
+use common::{TestUpstream, free_addr, free_addrs};
 
 /// A child process killed (SIGKILL) when dropped, whatever happened.
 struct Proc(Child);
@@ -138,7 +138,7 @@ async fn gauge(admin: std::net::SocketAddr, name: &str) -> Option<f64> {
 async fn tells_systemd_it_is_ready_once_it_accepts_connections() {
     let app = TestUpstream::start("app").await;
     let dir = tempfile::tempdir().unwrap();
-    let (listen, admin) = (free_addr(), free_addr());
+    let [listen, admin] = free_addrs();
     let cfg = config(dir.path(), listen, admin, &app);
     let notify = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&notify).unwrap();
@@ -211,7 +211,7 @@ async fn refuses_to_start_when_a_port_is_taken() {
 async fn a_binary_upgrade_drops_no_request() {
     let app = TestUpstream::start("app").await;
     let dir = tempfile::tempdir().unwrap();
-    let (listen, admin) = (free_addr(), free_addr());
+    let [listen, admin] = free_addrs();
     let cfg = config(dir.path(), listen, admin, &app);
     let cfg_s = cfg.to_str().unwrap().to_string();
     let old = run(&["run", "--config", &cfg_s], &[]);
@@ -290,7 +290,7 @@ async fn a_request_arriving_as_the_old_process_drains_is_answered() {
 
     let app = TestUpstream::start("app").await;
     let dir = tempfile::tempdir().unwrap();
-    let (listen, admin) = (free_addr(), free_addr());
+    let [listen, admin] = free_addrs();
     // Long enough for the steps below on a slow machine: the drain waits up to this long.
     let cfg = config_with_grace(dir.path(), listen, admin, &app, "20s");
     let cfg_s = cfg.to_str().unwrap().to_string();
@@ -342,7 +342,7 @@ async fn sigint_stops_at_once() {
     let app = TestUpstream::start("app").await;
     for i in 0..8 {
         let dir = tempfile::tempdir().unwrap();
-        let (listen, admin) = (free_addr(), free_addr());
+        let [listen, admin] = free_addrs();
         let cfg = config(dir.path(), listen, admin, &app);
         let mut p = run(&["run", "--config", cfg.to_str().unwrap()], &[]);
         let up = Instant::now() + Duration::from_secs(20);

@@ -380,7 +380,7 @@ upstream = "app"
     // The per-key limit was not charged for the three rejected requests: /-/config is not the
     // place to see excess, so use the limiter state directly.
     let snap = sw.state().snapshot.load();
-    let per_key = &snap.routes[0].bound[0].limiter;
+    let per_key = &snap.routes[0].limits[0].limiter;
     let k = seawall::limits::keys::key(
         &seawall::config::values::limit_key("header:X-Api-Key").unwrap(),
         &{
@@ -431,7 +431,7 @@ async fn a_flood_of_new_keys_neither_resets_a_limited_key_nor_grows_the_table() 
         429,
         "the victim is still limited"
     );
-    let tracked = sw.state().snapshot.load().routes[0].bound[0]
+    let tracked = sw.state().snapshot.load().routes[0].limits[0]
         .limiter
         .tracked();
     assert!(tracked <= 200, "tracked {tracked} keys with max_keys = 200");

@@ -15,11 +15,8 @@ use std::sync::Arc;
 
 use pingora::http::RequestHeader;
 
-use crate::config::values::KeySource;
-use crate::limits::{BoundLimit, LimitSpec, keys};
+use crate::limits::{BoundLimit, KeySource, LimitSpec, keys};
 use crate::upstream::Upstream;
-
-pub use crate::config::schema::{LaunchAction, UnregisteredAction};
 
 /// Label and header value for tagged traffic no launch claims.
 pub const UNREGISTERED: &str = "unregistered";
@@ -31,8 +28,27 @@ fn unregistered_name() -> Arc<str> {
     NAME.clone()
 }
 
+/// What a launch ticket says to do with its tagged requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchAction {
+    Divert,
+    Pass,
+    Pause,
+}
+
+/// What to do with tagged requests whose tag no launch names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnregisteredAction {
+    Divert,
+    Pass,
+    Reject,
+}
+
+/// A launch ticket. `L` is its limit at this stage and `C` its request counter: the compiled spec
+/// has `LimitSpec` and `()`; the live snapshot the bound limit and the counter kept across reloads
+/// by launch name ([`crate::snapshot::build`]).
 #[derive(Debug)]
-pub struct Launch {
+pub struct Launch<L = BoundLimit, C = Arc<stats::RateCounter>> {
     pub name: Arc<str>,
     /// Lower-cased: tags compare case-insensitively.
     pub tags: Vec<String>,
@@ -46,17 +62,15 @@ pub struct Launch {
     pub targets: Vec<String>,
     pub new_fields: Vec<String>,
     pub action: LaunchAction,
-    pub limit: Option<LimitSpec>,
+    pub limit: Option<L>,
     /// Where the launch and its targets are written, for `seawall check` warnings.
     pub name_span: Range<usize>,
     pub target_spans: Vec<Range<usize>>,
-    /// The limit with its state, attached when the snapshot is bound.
-    pub bound: Option<BoundLimit>,
-    /// Request counter for the observed rate, kept across reloads by launch name.
-    pub counter: Option<Arc<stats::RateCounter>>,
+    /// Requests of this launch, for its observed rate.
+    pub counter: C,
 }
 
-impl Launch {
+impl<L, C> Launch<L, C> {
     pub fn in_window(&self, now: jiff::Timestamp) -> bool {
         self.starts.is_none_or(|s| now >= s) && self.ends.is_none_or(|e| now <= e)
     }
@@ -67,23 +81,26 @@ impl Launch {
 }
 
 #[derive(Debug)]
-pub struct Unregistered {
+pub struct Unregistered<L = BoundLimit> {
     pub action: UnregisteredAction,
-    pub limit: Option<LimitSpec>,
-    pub bound: Option<BoundLimit>,
+    pub limit: Option<L>,
 }
 
+/// The campaign registry; `L` and `C` as for [`Launch`].
 #[derive(Debug)]
-pub struct Campaigns {
+pub struct Campaigns<L = BoundLimit, C = Arc<stats::RateCounter>> {
     pub tag_sources: Vec<KeySource>,
     pub ingest: Option<Arc<Upstream>>,
-    pub unregistered: Unregistered,
-    pub launches: Vec<Launch>,
+    pub unregistered: Unregistered<L>,
+    pub launches: Vec<Launch<L, C>>,
     /// Lower-cased tag -> index into `launches`.
     pub by_tag: HashMap<String, usize>,
 }
 
-impl Default for Campaigns {
+/// The campaign registry as config loading compiles it.
+pub type CampaignsSpec = Campaigns<LimitSpec, ()>;
+
+impl<L, C> Default for Campaigns<L, C> {
     fn default() -> Self {
         Campaigns {
             tag_sources: Vec::new(),
@@ -91,7 +108,6 @@ impl Default for Campaigns {
             unregistered: Unregistered {
                 action: UnregisteredAction::Pass,
                 limit: None,
-                bound: None,
             },
             launches: Vec::new(),
             by_tag: HashMap::new(),
@@ -99,15 +115,101 @@ impl Default for Campaigns {
     }
 }
 
-/// What to do with a tagged request.
+impl<L, C> Campaigns<L, C> {
+    /// The same registry with each limit and counter turned into what the next stage holds.
+    pub fn bind<M, D>(
+        self,
+        mut limit: impl FnMut(L) -> M,
+        mut counter: impl FnMut(&Launch<L, C>) -> D,
+    ) -> Campaigns<M, D> {
+        let launches = self
+            .launches
+            .into_iter()
+            .map(|l| {
+                let counter = counter(&l);
+                Launch {
+                    name: l.name,
+                    tags: l.tags,
+                    owner: l.owner,
+                    ticket: l.ticket,
+                    starts: l.starts,
+                    ends: l.ends,
+                    expected_volume: l.expected_volume,
+                    expected_peak_rps: l.expected_peak_rps,
+                    targets: l.targets,
+                    new_fields: l.new_fields,
+                    action: l.action,
+                    limit: l.limit.map(&mut limit),
+                    name_span: l.name_span,
+                    target_spans: l.target_spans,
+                    counter,
+                }
+            })
+            .collect();
+        Campaigns {
+            tag_sources: self.tag_sources,
+            ingest: self.ingest,
+            unregistered: Unregistered {
+                action: self.unregistered.action,
+                limit: self.unregistered.limit.map(limit),
+            },
+            launches,
+            by_tag: self.by_tag,
+        }
+    }
+}
+
+/// What is done with a tagged request; its [`Action::label`] is the `action` label of
+/// `seawall_campaign_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// To the ingestion upstream, never to the app.
     Divert,
     /// To the route's upstream as usual.
     Pass,
-    /// 503 + Retry-After, no upstream (a paused launch, or `reject` for unregistered tags).
-    Refuse,
+    /// A paused launch: 503 + Retry-After, no upstream.
+    Pause,
+    /// An unregistered tag under `action = "reject"`: 503 + Retry-After, no upstream.
+    Reject,
+    /// Stopped by a rate limit (its campaign's or the route's).
+    Limited,
+}
+
+impl Action {
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Divert => "divert",
+            Action::Pass => "pass",
+            Action::Pause => "pause",
+            Action::Reject => "reject",
+            Action::Limited => "limited",
+        }
+    }
+
+    /// Answered 503 without reaching any upstream.
+    pub fn refuses(self) -> bool {
+        matches!(self, Action::Pause | Action::Reject)
+    }
+}
+
+impl From<LaunchAction> for Action {
+    fn from(a: LaunchAction) -> Action {
+        match a {
+            LaunchAction::Divert => Action::Divert,
+            LaunchAction::Pass => Action::Pass,
+            LaunchAction::Pause => Action::Pause,
+        }
+    }
+}
+
+impl From<UnregisteredAction> for Action {
+    fn from(a: UnregisteredAction) -> Action {
+        match a {
+            UnregisteredAction::Divert => Action::Divert,
+            UnregisteredAction::Pass => Action::Pass,
+            UnregisteredAction::Reject => Action::Reject,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -118,8 +220,6 @@ pub struct Classified<'a> {
     /// The tag as read: URL-decoded, lower-cased.
     pub tag: String,
     pub action: Action,
-    /// The `action` label of `seawall_campaign_requests_total`.
-    pub action_label: &'static str,
     pub limit: Option<&'a BoundLimit>,
 }
 
@@ -166,42 +266,25 @@ pub fn classify<'a>(
     if let Some(launch) = c.by_tag.get(&tag).map(|&i| &c.launches[i])
         && launch.in_window(now)
     {
-        if !launch.targets_path(path) {
-            return Some(Classified {
-                campaign: launch.name.clone(),
-                launch: Some(launch),
-                tag,
-                action: Action::Pass,
-                action_label: "pass",
-                limit: None,
-            });
-        }
-        let (action, action_label) = match launch.action {
-            LaunchAction::Divert => (Action::Divert, "divert"),
-            LaunchAction::Pass => (Action::Pass, "pass"),
-            LaunchAction::Pause => (Action::Refuse, "pause"),
-        };
+        let targeted = launch.targets_path(path);
         return Some(Classified {
             campaign: launch.name.clone(),
             launch: Some(launch),
             tag,
-            action,
-            action_label,
-            limit: launch.bound.as_ref(),
+            action: if targeted {
+                launch.action.into()
+            } else {
+                Action::Pass
+            },
+            limit: launch.limit.as_ref().filter(|_| targeted),
         });
     }
-    let (action, action_label) = match c.unregistered.action {
-        UnregisteredAction::Divert => (Action::Divert, "divert"),
-        UnregisteredAction::Pass => (Action::Pass, "pass"),
-        UnregisteredAction::Reject => (Action::Refuse, "reject"),
-    };
     Some(Classified {
         campaign: unregistered_name(),
         launch: None,
         tag,
-        action,
-        action_label,
-        limit: c.unregistered.bound.as_ref(),
+        action: c.unregistered.action.into(),
+        limit: c.unregistered.limit.as_ref(),
     })
 }
 

@@ -65,13 +65,19 @@ fn label_for(tag: &str) -> String {
 }
 
 impl Stats {
-    /// Attach a counter to every launch (the same one across reloads, by name) and forget
-    /// launches that are gone.
-    pub fn bind(&self, c: &mut Campaigns, metrics: &Metrics) {
-        let mut counters = self.counters.lock();
-        for l in &mut c.launches {
-            let counter = counters.entry(l.name.clone()).or_default().clone();
-            l.counter = Some(counter);
+    /// The request counter of a launch: the same one across reloads, by name.
+    pub fn counter(&self, name: &Arc<str>) -> Arc<RateCounter> {
+        self.counters
+            .lock()
+            .entry(name.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// After a config is built: forget launches it no longer has, publish the expected peaks,
+    /// and drop the series of launches that are gone.
+    pub fn settle(&self, c: &Campaigns, metrics: &Metrics) {
+        for l in &c.launches {
             if let Some(e) = l.expected_peak_rps {
                 metrics
                     .campaign_expected_rps
@@ -79,12 +85,17 @@ impl Stats {
                     .set(e);
             }
         }
+        let mut counters = self.counters.lock();
         counters.retain(|name, _| c.launches.iter().any(|l| l.name == *name));
         counters.entry(Arc::from(UNREGISTERED)).or_default();
-        for name in stale(&metrics.campaign_observed_rps, &counters) {
-            let _ = metrics.campaign_observed_rps.remove_label_values(&[&name]);
-            let _ = metrics.campaign_load_ratio.remove_label_values(&[&name]);
-            let _ = metrics.campaign_expected_rps.remove_label_values(&[&name]);
+        for gauge in [
+            &metrics.campaign_observed_rps,
+            &metrics.campaign_load_ratio,
+            &metrics.campaign_expected_rps,
+        ] {
+            crate::metrics::remove_stale(gauge, |labels| {
+                counters.contains_key(crate::metrics::label(labels, "campaign"))
+            });
         }
     }
 
@@ -97,8 +108,7 @@ impl Stats {
     /// Every second: observed rates and the load ratio against `expected_peak_rps`.
     pub fn tick(&self, c: &Campaigns, metrics: &Metrics) {
         for l in &c.launches {
-            let Some(counter) = &l.counter else { continue };
-            let rps = counter.tick();
+            let rps = l.counter.tick();
             metrics
                 .campaign_observed_rps
                 .with_label_values(&[&l.name])
@@ -168,19 +178,4 @@ impl Stats {
         );
         label
     }
-}
-
-fn stale(gauge: &prometheus::GaugeVec, live: &HashMap<Arc<str>, Arc<RateCounter>>) -> Vec<String> {
-    use prometheus::core::Collector;
-    let mut out = Vec::new();
-    for mf in gauge.collect() {
-        for m in mf.get_metric() {
-            for l in m.get_label() {
-                if l.name() == "campaign" && !live.contains_key(l.value()) {
-                    out.push(l.value().to_string());
-                }
-            }
-        }
-    }
-    out
 }

@@ -1,5 +1,4 @@
 use super::*;
-use crate::config::values::named_source;
 
 fn launch(name: &str, tags: &[&str], targets: &[&str], action: LaunchAction) -> Launch {
     Launch {
@@ -17,8 +16,7 @@ fn launch(name: &str, tags: &[&str], targets: &[&str], action: LaunchAction) -> 
         limit: None,
         name_span: 0..0,
         target_spans: vec![],
-        bound: None,
-        counter: None,
+        counter: Default::default(),
     }
 }
 
@@ -38,20 +36,16 @@ fn campaigns(unregistered: UnregisteredAction) -> Campaigns {
         .flat_map(|(i, l)| l.tags.iter().map(move |t| (t.clone(), i)))
         .collect();
     Campaigns {
-        tag_sources: [
-            "query:utm_campaign",
-            "query:ref",
-            "cookie:utm_campaign",
-            "header:x-campaign",
-        ]
-        .iter()
-        .map(|s| named_source(s).unwrap())
-        .collect(),
+        tag_sources: vec![
+            KeySource::Query("utm_campaign".into()),
+            KeySource::Query("ref".into()),
+            KeySource::Cookie("utm_campaign".into()),
+            KeySource::Header(http::HeaderName::from_static("x-campaign")),
+        ],
         ingest: None,
         unregistered: Unregistered {
             action: unregistered,
             limit: None,
-            bound: None,
         },
         launches,
         by_tag,
@@ -80,7 +74,7 @@ fn class(
 ) -> Option<(String, Action, &'static str, String)> {
     let r = req(uri, headers);
     classify(c, &r, r.uri.path(), at(now))
-        .map(|x| (x.campaign.to_string(), x.action, x.action_label, x.tag))
+        .map(|x| (x.campaign.to_string(), x.action, x.action.label(), x.tag))
 }
 
 #[test]
@@ -155,7 +149,7 @@ fn unknown_tags_follow_the_unregistered_policy() {
         got,
         (
             "unregistered".into(),
-            Action::Refuse,
+            Action::Reject,
             "reject",
             "blackfriday 2026".into()
         )
@@ -190,6 +184,7 @@ fn outside_its_window_a_launch_tag_counts_as_unregistered() {
 fn a_paused_launch_is_refused() {
     let c = campaigns(UnregisteredAction::Pass);
     let got = class(&c, "/anything?ref=hold", &[], IN).unwrap();
-    assert_eq!(got.1, Action::Refuse);
+    assert_eq!(got.1, Action::Pause);
+    assert!(got.1.refuses());
     assert_eq!(got.2, "pause");
 }

@@ -7,14 +7,17 @@ use std::sync::Arc;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::main_file::{Head, compile_limit};
+use super::limits::compile_limit;
+use super::main_file::Head;
 use super::schema::{
-    CampaignsHead, LaunchAction, LaunchFile, LimitFile, UnregisteredAction, UnregisteredFile,
+    CampaignsHead, LaunchActionFile, LaunchFile, LimitFile, UnregisteredActionFile,
+    UnregisteredFile,
 };
 use super::{Reporter, check_name, de, list_names, table_value, values};
-use crate::campaign::{Campaigns, Launch, Unregistered};
+use crate::campaign::{CampaignsSpec, Launch, LaunchAction, Unregistered, UnregisteredAction};
+use crate::limits::{KeySource, LimitSpec};
 
-pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Option<Campaigns> {
+pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Option<CampaignsSpec> {
     let mut head_table = DeTable::new();
     let mut unregistered_v = None;
     let mut launch_v = None;
@@ -86,7 +89,7 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
             match de::<UnregisteredFile>(v, rep) {
                 Some(mut u) => {
                     u.limit = limit_v;
-                    let action = u.action.unwrap_or(UnregisteredAction::Pass);
+                    let action = u.action.map_or(UnregisteredAction::Pass, Into::into);
                     if action == UnregisteredAction::Divert && !ingest_written {
                         rep.error(
                             span,
@@ -103,18 +106,13 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
                         }
                         None => None,
                     };
-                    Unregistered {
-                        action,
-                        limit,
-                        bound: None,
-                    }
+                    Unregistered { action, limit }
                 }
                 None => {
                     ok = false;
                     Unregistered {
                         action: UnregisteredAction::Pass,
                         limit: None,
-                        bound: None,
                     }
                 }
             }
@@ -122,7 +120,6 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
         None => Unregistered {
             action: UnregisteredAction::Pass,
             limit: None,
-            bound: None,
         },
     };
 
@@ -165,7 +162,7 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
         .enumerate()
         .flat_map(|(i, l)| l.tags.iter().map(move |t| (t.clone(), i)))
         .collect();
-    ok.then_some(Campaigns {
+    ok.then_some(CampaignsSpec {
         tag_sources,
         ingest,
         unregistered,
@@ -224,7 +221,7 @@ fn launch(
     tag_owner: &mut BTreeMap<String, String>,
     has_ingest: bool,
     rep: &mut Reporter,
-) -> Option<Launch> {
+) -> Option<Launch<LimitSpec, ()>> {
     let mut ok = true;
     let name = check_name("launch", &lf.name, rep);
     if let Some(first) = names.get(lf.name.get_ref()) {
@@ -294,7 +291,7 @@ fn launch(
             targets.insert(t.get_ref().clone());
         }
     }
-    let action = lf.action.unwrap_or(LaunchAction::Divert);
+    let action = lf.action.map_or(LaunchAction::Divert, Into::into);
     if action == LaunchAction::Divert && !has_ingest {
         rep.error(
             span.start..span.start,
@@ -332,16 +329,15 @@ fn launch(
         limit,
         name_span: lf.name.span(),
         target_spans: lf.targets.iter().map(|t| t.span()).collect(),
-        bound: None,
-        counter: None,
+        counter: (),
     })
 }
 
 /// `seawall check` warnings that need the routes: launches whose window has ended, targets no
 /// route can match, and a campaign limit far below the launch's own expected peak.
 pub(super) fn warn_against_routes(
-    c: &Campaigns,
-    routes: &[crate::routing::Route],
+    c: &CampaignsSpec,
+    routes: &[crate::routing::RouteSpec],
     now: jiff::Timestamp,
     rep: &mut Reporter,
 ) {
@@ -368,7 +364,7 @@ pub(super) fn warn_against_routes(
         }
         if let (Some(limit), Some(expected)) = (&l.limit, l.expected_peak_rps) {
             let per_sec = limit.rate.count as f64 / limit.rate.per_secs as f64;
-            let global = matches!(limit.key, crate::config::values::KeySource::Global);
+            let global = matches!(limit.key, KeySource::Global);
             if global && per_sec * 2.0 < expected {
                 rep.warn(
                     l.name_span.clone(),
@@ -379,6 +375,26 @@ pub(super) fn warn_against_routes(
                     ),
                 );
             }
+        }
+    }
+}
+
+impl From<UnregisteredActionFile> for UnregisteredAction {
+    fn from(a: UnregisteredActionFile) -> Self {
+        match a {
+            UnregisteredActionFile::Divert => UnregisteredAction::Divert,
+            UnregisteredActionFile::Pass => UnregisteredAction::Pass,
+            UnregisteredActionFile::Reject => UnregisteredAction::Reject,
+        }
+    }
+}
+
+impl From<LaunchActionFile> for LaunchAction {
+    fn from(a: LaunchActionFile) -> Self {
+        match a {
+            LaunchActionFile::Divert => LaunchAction::Divert,
+            LaunchActionFile::Pass => LaunchAction::Pass,
+            LaunchActionFile::Pause => LaunchAction::Pause,
         }
     }
 }

@@ -6,9 +6,12 @@ use std::sync::Arc;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::schema::{CspHead, CspMode, PolicyFile, UpstreamCsp};
+use super::schema::{CspHead, CspModeFile, PolicyFile, UpstreamCspFile};
 use super::{Reporter, check_name, de, list_names, table_value};
-use crate::csp::{CspConfig, Policy, Reporting, build_header, endpoints_header, finish, source};
+use crate::csp::{
+    CspConfig, CspMode, Policy, Reporting, UpstreamCsp, build_header, endpoints_header, finish,
+    source,
+};
 
 /// An approved tag: who approved it, and the sources it needs per directive.
 struct Tag {
@@ -375,8 +378,10 @@ fn policy(
         reporting(false).as_ref(),
     ));
     let mut policy = Policy {
-        mode: pf.mode.unwrap_or(CspMode::Enforce),
-        upstream_csp: pf.upstream_csp.unwrap_or(UpstreamCsp::Replace),
+        mode: pf.mode.map_or(CspMode::Enforce, CspMode::from),
+        upstream_csp: pf
+            .upstream_csp
+            .map_or(UpstreamCsp::Replace, UpstreamCsp::from),
         nonce,
         header_value,
         plain,
@@ -456,5 +461,23 @@ fn evaluate(
     }
     if !reporting {
         warn("no reporting destination: set report_path in csp.toml to see violations".into());
+    }
+}
+
+impl From<CspModeFile> for CspMode {
+    fn from(m: CspModeFile) -> Self {
+        match m {
+            CspModeFile::Enforce => CspMode::Enforce,
+            CspModeFile::ReportOnly => CspMode::ReportOnly,
+        }
+    }
+}
+
+impl From<UpstreamCspFile> for UpstreamCsp {
+    fn from(u: UpstreamCspFile) -> Self {
+        match u {
+            UpstreamCspFile::Replace => UpstreamCsp::Replace,
+            UpstreamCspFile::Keep => UpstreamCsp::Keep,
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Config loading: read the three files, check them, compile them into one [`Snapshot`].
+//! Config loading: read the three files, check them, compile them into one [`Spec`] (which
+//! [`crate::snapshot::build`] turns into the live snapshot).
 //!
 //! Three stages, each reporting every problem it finds before the next runs:
 //! 1. parse: TOML syntax, with recovery, so several syntax errors show at once;
@@ -12,8 +13,12 @@
 mod campaigns_file;
 mod csp_file;
 pub mod diag;
+mod limits;
 mod main_file;
+mod routes;
 pub mod schema;
+mod server;
+mod upstreams;
 pub mod values;
 
 use std::path::{Path, PathBuf};
@@ -26,12 +31,12 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use diag::{Diagnostic, Diagnostics, Reporter, Severity, SourceFile};
 
-use crate::snapshot::{FileDigest, Snapshot};
+use crate::snapshot::{FileDigest, Settings, Spec};
 
-/// A successful load: the snapshot plus its warnings.
+/// A successful load: the compiled spec plus its warnings.
 #[derive(Debug)]
 pub struct Loaded {
-    pub snapshot: Snapshot,
+    pub spec: Spec,
     pub diagnostics: Diagnostics,
 }
 
@@ -95,7 +100,7 @@ pub fn load(main_path: &Path) -> Result<Loaded, Diagnostics> {
     let campaigns = campaigns.flatten();
     // `None` when the CSP file could not be read (already reported at `csp_file`): routes then
     // skip their policy checks rather than call every policy unknown.
-    let routes = main_file::compile_routes(
+    let routes = routes::compile_routes(
         &head,
         csp.as_ref(),
         &mut Reporter {
@@ -123,19 +128,21 @@ pub fn load(main_path: &Path) -> Result<Loaded, Diagnostics> {
     let (Some(process), Some(campaigns)) = (head.process, campaigns) else {
         return Err(diags);
     };
-    let warnings = diags.warnings().cloned().collect();
+    let warnings = diags.warnings().map(ToString::to_string).collect();
     Ok(Loaded {
-        snapshot: Snapshot {
-            process,
+        spec: Spec {
+            settings: Settings {
+                process,
+                upstreams: head.upstreams,
+                trusted: head.trusted,
+                csp,
+                access_log: head.access_log,
+                admin_token: head.admin_token,
+                files: digests,
+                warnings,
+            },
             routes,
-            upstreams: head.upstreams,
-            trusted: head.trusted,
-            csp,
             campaigns,
-            access_log: head.access_log,
-            admin_token: head.admin_token,
-            files: digests,
-            warnings,
         },
         diagnostics: diags,
     })

@@ -114,14 +114,14 @@ pub struct CspHead {
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
-pub enum CspMode {
+pub enum CspModeFile {
     Enforce,
     ReportOnly,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
-pub enum UpstreamCsp {
+pub enum UpstreamCspFile {
     Replace,
     Keep,
 }
@@ -129,8 +129,8 @@ pub enum UpstreamCsp {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
-    pub mode: Option<CspMode>,
-    pub upstream_csp: Option<UpstreamCsp>,
+    pub mode: Option<CspModeFile>,
+    pub upstream_csp: Option<UpstreamCspFile>,
     pub nonce: Option<bool>,
     #[serde(default)]
     pub tags: Vec<S<String>>,
@@ -151,7 +151,7 @@ pub struct CampaignsHead {
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum UnregisteredAction {
+pub enum UnregisteredActionFile {
     Divert,
     Pass,
     Reject,
@@ -159,7 +159,7 @@ pub enum UnregisteredAction {
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum LaunchAction {
+pub enum LaunchActionFile {
     Divert,
     Pass,
     Pause,
@@ -168,7 +168,7 @@ pub enum LaunchAction {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UnregisteredFile {
-    pub action: Option<UnregisteredAction>,
+    pub action: Option<UnregisteredActionFile>,
     pub limit: Option<S<LimitFile>>,
 }
 
@@ -187,6 +187,6 @@ pub struct LaunchFile {
     pub targets: Vec<S<String>>,
     #[serde(default)]
     pub new_fields: Vec<String>,
-    pub action: Option<LaunchAction>,
+    pub action: Option<LaunchActionFile>,
     pub limit: Option<S<LimitFile>>,
 }

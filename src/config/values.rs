@@ -8,6 +8,8 @@ use std::time::Duration;
 use http::HeaderName;
 use ipnet::IpNet;
 
+use crate::limits::{KeySource, Rate};
+
 /// `"500ms"`, `"5s"`, `"2m"` (humantime syntax). Zero is refused: a zero timeout is a typo.
 pub fn duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim()).map_err(|e| {
@@ -17,33 +19,6 @@ pub fn duration(s: &str) -> Result<Duration, String> {
         return Err(format!("duration {s:?} must be greater than zero"));
     }
     Ok(d)
-}
-
-/// A rate as nginx writes it, `N r/s`, `N r/m`, plus Seawall's `N r/h`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u64,
-    /// Seconds in the unit: 1, 60 or 3600.
-    pub per_secs: u64,
-    /// nginx's integer rate in milli-requests per second: `floor(count * 1000 / per_secs)`.
-    /// The truncation is deliberate (nginx parity): `1r/m` is 16, one request per 62.5 s.
-    pub milli_per_sec: NonZeroU64,
-}
-
-impl Rate {
-    pub fn unit(&self) -> &'static str {
-        match self.per_secs {
-            1 => "s",
-            60 => "m",
-            _ => "h",
-        }
-    }
-}
-
-impl std::fmt::Display for Rate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}r/{}", self.count, self.unit())
-    }
 }
 
 pub fn rate(s: &str) -> Result<Rate, String> {
@@ -145,28 +120,6 @@ pub fn network(s: &str) -> Result<IpNet, String> {
     s.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
         format!("invalid network {s:?}: write a CIDR such as \"10.0.0.0/8\" or an address")
     })
-}
-
-/// Where a limit (or a campaign tag) reads its key from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum KeySource {
-    ClientIp,
-    Global,
-    Header(HeaderName),
-    Cookie(String),
-    Query(String),
-}
-
-impl std::fmt::Display for KeySource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeySource::ClientIp => f.write_str("client_ip"),
-            KeySource::Global => f.write_str("global"),
-            KeySource::Header(h) => write!(f, "header:{h}"),
-            KeySource::Cookie(c) => write!(f, "cookie:{c}"),
-            KeySource::Query(q) => write!(f, "query:{q}"),
-        }
-    }
 }
 
 /// `client_ip | global | header:NAME | cookie:NAME | query:NAME`.

@@ -54,14 +54,9 @@ pub fn headers(
 
 /// Is this response one the policies apply to (by its content type)?
 pub fn applies(cfg: &CspConfig, resp: &ResponseHeader) -> bool {
-    let Some(ct) = resp
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(essence) = crate::headers::media_type_of(&resp.headers) else {
         return false;
     };
-    let essence = ct.split(';').next().unwrap_or("").trim();
     cfg.content_types
         .iter()
         .any(|t| t.eq_ignore_ascii_case(essence))

@@ -7,7 +7,6 @@
 //! content type: 415; another method: 405; over the per-client rate: 429.
 
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 use pingora::http::ResponseHeader;
@@ -44,25 +43,19 @@ async fn respond(
         for (k, v) in cors() {
             h.insert_header(k, v)?;
         }
-        h.insert_header(crate::header_names::X_REQUEST_ID, id)?;
-        session.write_response_header(Box::new(h), true).await?;
+        h.insert_header(crate::headers::X_REQUEST_ID, id)?;
+        answers::write(session, h, None).await?;
     } else {
         let (h, body) = answers::plain(status, text, id, &cors());
-        session.write_response_header(Box::new(h), false).await?;
-        session.write_response_body(Some(body), true).await?;
+        answers::write(session, h, Some(body)).await?;
     }
     Ok(status)
 }
 
 /// Read the body, up to `MAX_BODY`; `None` if it is larger.
 async fn read_bounded(session: &mut Session) -> Result<Option<Vec<u8>>> {
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY) {
+    let declared = crate::headers::content_length(&session.req_header().headers);
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Ok(None);
     }
     let mut body = Vec::new();
@@ -110,23 +103,13 @@ pub async fn serve(
         )
         .await;
     }
-    let content_type = session
+    let format = session
         .req_header()
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if !matches!(
-        essence.as_str(),
-        "application/csp-report" | "application/reports+json" | "application/json"
-    ) {
+        .and_then(report::Format::of);
+    let Some(format) = format else {
         return respond(
             session,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -134,7 +117,7 @@ pub async fn serve(
             request_id,
         )
         .await;
-    }
+    };
     let Some(body) = read_bounded(session).await? else {
         return respond(
             session,
@@ -144,7 +127,7 @@ pub async fn serve(
         )
         .await;
     };
-    let violations = match report::parse(&content_type, &body) {
+    let violations = match report::parse(format, &body) {
         Ok(v) => v,
         Err(why) => return respond(session, StatusCode::BAD_REQUEST, why, request_id).await,
     };
@@ -164,13 +147,7 @@ pub async fn serve(
             .csp_violations
             .with_label_values(&[policy, report::directive_label(&v.directive), &host])
             .inc();
-        let last = state.last_report_log.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 1000
-            && state
-                .last_report_log
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if state.report_log.allow(now, 1000).is_some() {
             tracing::info!(
                 policy,
                 directive = %v.directive,

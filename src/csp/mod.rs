@@ -15,7 +15,21 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
-pub use crate::config::schema::{CspMode, UpstreamCsp};
+/// How a policy is sent: `Content-Security-Policy` or `Content-Security-Policy-Report-Only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CspMode {
+    Enforce,
+    ReportOnly,
+}
+
+/// What happens to the origin's own CSP header on a response that gets a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamCsp {
+    /// Seawall's policy replaces it.
+    Replace,
+    /// Both go out; the browser enforces both (it can only tighten).
+    Keep,
+}
 
 /// A compiled policy: everything a response needs, built once at config load.
 #[derive(Debug)]

@@ -54,21 +54,39 @@ fn violation(body: &Value) -> Violation {
     }
 }
 
+/// The two report formats, by the request's media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `report-uri`'s `application/csp-report` (old browsers send `application/json`).
+    CspReport,
+    /// The Reporting API's `application/reports+json`.
+    Reports,
+}
+
+impl Format {
+    /// The format of a `Content-Type` value, or `None` for one that is not a report.
+    pub fn of(content_type: &str) -> Option<Format> {
+        let mt = crate::headers::media_type(content_type);
+        let is = |t: &str| mt.eq_ignore_ascii_case(t);
+        if is("application/csp-report") || is("application/json") {
+            Some(Format::CspReport)
+        } else if is("application/reports+json") {
+            Some(Format::Reports)
+        } else {
+            None
+        }
+    }
+}
+
 /// Parse a report body. `Err` says why it is not a report (for the 400 answer).
-pub fn parse(content_type: &str, body: &[u8]) -> Result<Vec<Violation>, &'static str> {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+pub fn parse(format: Format, body: &[u8]) -> Result<Vec<Violation>, &'static str> {
     let v: Value = serde_json::from_slice(body).map_err(|_| "the body is not JSON")?;
-    match essence.as_str() {
-        "application/csp-report" | "application/json" => {
+    match format {
+        Format::CspReport => {
             let r = v.get("csp-report").ok_or("no \"csp-report\" object")?;
             Ok(vec![violation(r)])
         }
-        "application/reports+json" => {
+        Format::Reports => {
             let list = v.as_array().ok_or("a reports+json body is an array")?;
             Ok(list
                 .iter()
@@ -78,7 +96,6 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Vec<Violation>, &'static
                 .map(violation)
                 .collect())
         }
-        _ => Err("unsupported content type"),
     }
 }
 
@@ -147,27 +164,31 @@ mod tests {
     #[test]
     fn reads_both_report_formats() {
         let legacy = br#"{"csp-report":{"document-uri":"http://shop.test/","blocked-uri":"http://evil.test:8080/x.js?y","violated-directive":"script-src-elem","effective-directive":"script-src-elem","disposition":"enforce"}}"#;
-        let v = parse("application/csp-report", legacy).unwrap();
+        let v = parse(Format::CspReport, legacy).unwrap();
         assert_eq!(v[0].directive, "script-src-elem");
         assert_eq!(blocked_host(&v[0].blocked), "evil.test:8080");
         let api = br#"[{"type":"csp-violation","body":{"documentURL":"http://shop.test/","blockedURL":"inline","effectiveDirective":"script-src-elem","disposition":"report"}},{"type":"deprecation","body":{}}]"#;
-        let v = parse("application/reports+json", api).unwrap();
+        let v = parse(Format::Reports, api).unwrap();
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].blocked, "inline");
         assert_eq!(v[0].disposition, "report");
         let old = br#"{"csp-report":{"violated-directive":"img-src 'self'","blocked-uri":"data"}}"#;
         assert_eq!(
-            parse("application/json", old).unwrap()[0].directive,
+            parse(Format::of("application/json").unwrap(), old).unwrap()[0].directive,
             "img-src"
         );
     }
 
     #[test]
     fn rejects_what_is_not_a_report() {
-        assert!(parse("application/csp-report", b"not json").is_err());
-        assert!(parse("application/csp-report", b"{}").is_err());
-        assert!(parse("text/plain", b"{}").is_err());
-        assert!(parse("application/reports+json", b"{}").is_err());
+        assert!(parse(Format::CspReport, b"not json").is_err());
+        assert!(parse(Format::CspReport, b"{}").is_err());
+        assert_eq!(Format::of("text/plain"), None);
+        assert_eq!(
+            Format::of("Application/CSP-Report; x=1"),
+            Some(Format::CspReport)
+        );
+        assert!(parse(Format::Reports, b"{}").is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use pingora::http::RequestHeader;
 
-use crate::config::values::KeySource;
+use super::KeySource;
 
 /// One seed per process: keys hash the same across reloads, differently across processes, so
 /// nobody can pick key values that pile into one shard.
@@ -96,16 +96,19 @@ mod tests {
                 ("Cookie", "uid = 42"),
             ],
         );
-        let h = |s: &str| value(&crate::config::values::limit_key(s).unwrap(), &r);
-        assert_eq!(h("header:x-api-key"), Some(&b"k1"[..]));
-        assert_eq!(h("cookie:sid"), Some(&b"abc"[..]));
-        assert_eq!(h("cookie:UID"), Some(&b"42"[..]));
-        assert_eq!(h("query:ref"), Some(&b"SUMMER"[..]));
-        assert_eq!(h("query:a"), Some(&b"1"[..]));
-        assert_eq!(h("query:empty"), None, "an empty value is no key");
-        assert_eq!(h("query:flag"), None);
-        assert_eq!(h("header:x-missing"), None);
-        assert_eq!(h("cookie:none"), None);
+        let h = |s: KeySource| value(&s, &r);
+        let header = |n: &'static str| KeySource::Header(http::HeaderName::from_static(n));
+        let cookie = |n: &str| KeySource::Cookie(n.into());
+        let query = |n: &str| KeySource::Query(n.into());
+        assert_eq!(h(header("x-api-key")), Some(&b"k1"[..]));
+        assert_eq!(h(cookie("sid")), Some(&b"abc"[..]));
+        assert_eq!(h(cookie("UID")), Some(&b"42"[..]));
+        assert_eq!(h(query("ref")), Some(&b"SUMMER"[..]));
+        assert_eq!(h(query("a")), Some(&b"1"[..]));
+        assert_eq!(h(query("empty")), None, "an empty value is no key");
+        assert_eq!(h(query("flag")), None);
+        assert_eq!(h(header("x-missing")), None);
+        assert_eq!(h(cookie("none")), None);
     }
 
     #[test]

@@ -1,19 +1,17 @@
 //! Rate limits and concurrency caps.
 //!
-//! - [`LimitSpec`]: a limit as config loading compiles it;
+//! - [`LimitSpec`], [`KeySource`], [`Rate`]: a limit as config loading compiles it;
 //! - [`limiter`]: the per-key limiter with nginx `limit_req` semantics and a bounded table;
 //! - [`keys`]: which key a request is limited under;
 //! - [`registry`]: limiter state kept across reloads by limit identity.
 //!
 //! Concurrency caps (`max_inflight`) use pingora-limits' `Inflight` in the proxy.
 
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::sync::Arc;
 
-use http::StatusCode;
+use http::{HeaderName, StatusCode};
 use ipnet::IpNet;
-
-use crate::config::values::{KeySource, Rate};
 
 pub mod keys;
 pub mod limiter;
@@ -40,4 +38,53 @@ pub struct LimitSpec {
     pub status: StatusCode,
     pub max_keys: NonZeroUsize,
     pub exempt: Vec<IpNet>,
+}
+
+/// A rate as nginx writes it, `N r/s`, `N r/m`, plus Seawall's `N r/h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u64,
+    /// Seconds in the unit: 1, 60 or 3600.
+    pub per_secs: u64,
+    /// nginx's integer rate in milli-requests per second: `floor(count * 1000 / per_secs)`.
+    /// The truncation is deliberate (nginx parity): `1r/m` is 16, one request per 62.5 s.
+    pub milli_per_sec: NonZeroU64,
+}
+
+impl Rate {
+    pub fn unit(&self) -> &'static str {
+        match self.per_secs {
+            1 => "s",
+            60 => "m",
+            _ => "h",
+        }
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}r/{}", self.count, self.unit())
+    }
+}
+
+/// Where a limit (or a campaign tag) reads its key from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KeySource {
+    ClientIp,
+    Global,
+    Header(HeaderName),
+    Cookie(String),
+    Query(String),
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::ClientIp => f.write_str("client_ip"),
+            KeySource::Global => f.write_str("global"),
+            KeySource::Header(h) => write!(f, "header:{h}"),
+            KeySource::Cookie(c) => write!(f, "cookie:{c}"),
+            KeySource::Query(q) => write!(f, "query:{q}"),
+        }
+    }
 }

@@ -1,14 +1,14 @@
 //! Limiter state across reloads.
 //!
 //! Per-key state lives here, keyed by the limit's identity (route name, limit name, key
-//! source), outside the snapshot. Binding a freshly loaded snapshot reconciles: an unchanged or
+//! source), outside the snapshot. Building a snapshot ([`crate::snapshot::build`]) binds each
+//! limit ([`Registry::bind`]) and then forgets the rest ([`Registry::retain`]): an unchanged or
 //! re-rated limit keeps its keys (new parameters apply to them at once), a new one starts empty,
 //! and a removed one is dropped once no snapshot refers to it. So a client mid-burst keeps its
 //! state when someone edits an unrelated route.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use http::HeaderValue;
 use parking_lot::Mutex;
@@ -17,7 +17,6 @@ use prometheus::{IntCounter, IntGauge};
 use super::LimitSpec;
 use super::limiter::{Limiter, Params};
 use crate::metrics::Metrics;
-use crate::snapshot::Snapshot;
 
 /// The `route` label and identity scope of campaign limits.
 pub const CAMPAIGN_SCOPE: &str = "campaign";
@@ -43,14 +42,15 @@ pub struct DecisionCounters {
 #[derive(Debug)]
 pub struct BoundLimit {
     pub spec: LimitSpec,
+    /// Where its state is kept in the registry.
+    pub identity: Identity,
     pub limiter: Arc<Limiter>,
     pub counters: DecisionCounters,
     pub tracked: IntGauge,
     /// `RateLimit-Policy` member for this limit, e.g. `"per-ip";q=11;w=133`.
     pub policy_header: HeaderValue,
-    /// Last time (ms) a dry-run reject was logged: at most one line per second per limit.
-    pub last_dry_run_log: AtomicU64,
-    pub dry_run_suppressed: AtomicU64,
+    /// At most one dry-run log line per second for this limit.
+    pub dry_run_log: crate::logging::Throttle,
 }
 
 impl BoundLimit {
@@ -95,20 +95,21 @@ impl Registry {
         }
     }
 
-    fn bind_one(&self, scope: &Arc<str>, spec: &LimitSpec, metrics: &Metrics) -> BoundLimit {
-        let id = Identity {
+    /// A limit of a config being built, with its state: the limiter kept under its identity
+    /// (re-rated to `spec`), or a new one. `scope` is the route's name, or [`CAMPAIGN_SCOPE`].
+    pub fn bind(&self, scope: &Arc<str>, spec: LimitSpec, metrics: &Metrics) -> BoundLimit {
+        let identity = Identity {
             scope: scope.clone(),
             limit: spec.name.clone(),
             key: spec.key.to_string(),
         };
-        let limiter = self.limiter(id, spec);
+        let limiter = self.limiter(identity.clone(), &spec);
         let counter = |d: &'static str| {
             metrics
                 .ratelimit_decisions
                 .with_label_values(&[scope.as_ref(), spec.name.as_ref(), d])
         };
         BoundLimit {
-            spec: spec.clone(),
             counters: DecisionCounters {
                 passed: counter("passed"),
                 delayed: counter("delayed"),
@@ -119,54 +120,27 @@ impl Registry {
             tracked: metrics
                 .ratelimit_tracked_keys
                 .with_label_values(&[scope.as_ref(), spec.name.as_ref()]),
-            policy_header: BoundLimit::policy_value(spec, &limiter.params()),
+            policy_header: BoundLimit::policy_value(&spec, &limiter.params()),
             limiter,
-            last_dry_run_log: AtomicU64::new(0),
-            dry_run_suppressed: AtomicU64::new(0),
+            identity,
+            spec,
+            dry_run_log: Default::default(),
         }
     }
 
-    /// Attach state to every limit of a snapshot that passed validation, then forget limits
-    /// the snapshot no longer has. Call just before the snapshot is stored.
-    pub fn bind(&self, snap: &mut Snapshot, metrics: &Metrics) {
-        let mut live = std::collections::HashSet::new();
-        let mut note = |scope: &Arc<str>, s: &LimitSpec| {
-            live.insert(Identity {
-                scope: scope.clone(),
-                limit: s.name.clone(),
-                key: s.key.to_string(),
-            });
-        };
-        for route in &mut snap.routes {
-            route.bound = route
-                .limits
-                .iter()
-                .map(|spec| self.bind_one(&route.name, spec, metrics))
-                .collect();
-            for s in &route.limits {
-                note(&route.name, s);
-            }
-        }
-        // Campaign limits count across routes; their metrics say route="campaign".
-        let scope: Arc<str> = Arc::from(CAMPAIGN_SCOPE);
-        let c = &mut snap.campaigns;
-        for l in &mut c.launches {
-            if let Some(spec) = &l.limit {
-                l.bound = Some(self.bind_one(&scope, spec, metrics));
-                note(&scope, spec);
-            }
-        }
-        if let Some(spec) = &c.unregistered.limit {
-            c.unregistered.bound = Some(self.bind_one(&scope, spec, metrics));
-            note(&scope, spec);
-        }
+    /// Forget every limiter but those of `live` (the limits of the config just built), and the
+    /// tracked-keys series of the limits that are gone.
+    pub fn retain<'a>(&self, live: impl Iterator<Item = &'a BoundLimit>, metrics: &Metrics) {
+        let live: HashSet<&Identity> = live.map(|b| &b.identity).collect();
         self.limiters.lock().retain(|id, _| live.contains(id));
-        // Series of removed limits would otherwise report their last value forever.
-        for label_set in stale_series(&live, metrics) {
-            let _ = metrics
-                .ratelimit_tracked_keys
-                .remove_label_values(&[&label_set.0, &label_set.1]);
-        }
+        crate::metrics::remove_stale(&metrics.ratelimit_tracked_keys, |labels| {
+            let (route, limit) = (
+                crate::metrics::label(labels, "route"),
+                crate::metrics::label(labels, "limit"),
+            );
+            live.iter()
+                .any(|id| *id.scope == *route && *id.limit == *limit)
+        });
     }
 
     pub fn len(&self) -> usize {
@@ -178,52 +152,13 @@ impl Registry {
     }
 }
 
-fn stale_series(
-    live: &std::collections::HashSet<Identity>,
-    metrics: &Metrics,
-) -> Vec<(String, String)> {
-    use prometheus::core::Collector;
-    let mut out = Vec::new();
-    for mf in metrics.ratelimit_tracked_keys.collect() {
-        for m in mf.get_metric() {
-            let mut route = String::new();
-            let mut limit = String::new();
-            for l in m.get_label() {
-                match l.name() {
-                    "route" => route = l.value().to_string(),
-                    "limit" => limit = l.value().to_string(),
-                    _ => {}
-                }
-            }
-            if !live
-                .iter()
-                .any(|id| *id.scope == *route && *id.limit == *limit)
-            {
-                out.push((route, limit));
-            }
-        }
-    }
-    out
-}
-
-/// Refresh the tracked-keys gauges and reclaim drained keys; the maintenance service calls
-/// this every second.
-pub fn maintain(snap: &Snapshot, now_ms: u64, reclaim: bool) {
-    let c = &snap.campaigns;
-    let campaign = c
-        .launches
-        .iter()
-        .filter_map(|l| l.bound.as_ref())
-        .chain(c.unregistered.bound.as_ref());
-    for b in snap
-        .routes
-        .iter()
-        .flat_map(|r| r.bound.iter())
-        .chain(campaign)
-    {
+impl BoundLimit {
+    /// The maintenance service's every-second work: the tracked-keys gauge, and with `reclaim`
+    /// forgetting drained idle keys (nginx's expiry).
+    pub fn upkeep(&self, now_ms: u64, reclaim: bool) {
         if reclaim {
-            b.limiter.reclaim(now_ms);
+            self.limiter.reclaim(now_ms);
         }
-        b.tracked.set(b.limiter.tracked() as i64);
+        self.tracked.set(self.limiter.tracked() as i64);
     }
 }

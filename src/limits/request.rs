@@ -2,7 +2,6 @@
 //! log lines and the `RateLimit` headers. The proxy calls [`apply`] and acts on the outcome.
 
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 
 use http::{HeaderValue, StatusCode};
 use pingora::http::RequestHeader;
@@ -50,16 +49,9 @@ fn state_header(name: &str, r: u64, t: u64) -> HeaderValue {
 
 /// At most one dry-run log line per limit per second; the line says how many it stands for.
 fn log_dry_run(b: &BoundLimit, route: &str, client: IpAddr, now_ms: u64, retry_after_ms: u64) {
-    let last = b.last_dry_run_log.load(Ordering::Relaxed);
-    if now_ms.saturating_sub(last) < 1000
-        || b.last_dry_run_log
-            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-    {
-        b.dry_run_suppressed.fetch_add(1, Ordering::Relaxed);
+    let Some(also) = b.dry_run_log.allow(now_ms, 1000) else {
         return;
-    }
-    let also = b.dry_run_suppressed.swap(0, Ordering::Relaxed);
+    };
     tracing::info!(
         route,
         limit = %b.spec.name,

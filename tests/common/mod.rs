@@ -52,6 +52,15 @@ pub fn free_addr() -> SocketAddr {
     l.local_addr().expect("local addr")
 }
 
+/// `n` distinct free ports on 127.0.0.1: all are held bound until every one is found, so two
+/// of them can never be the same port (one released port is often handed out again at once).
+pub fn free_addrs<const N: usize>() -> [SocketAddr; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("local addr"))
+}
+
 /// An address where nothing listens: connections are refused.
 pub fn closed_addr() -> SocketAddr {
     free_addr()
@@ -366,8 +375,7 @@ impl Kit {
         let mut attempt = 0;
         let (listen, admin, running) = loop {
             attempt += 1;
-            let listen = free_addr();
-            let admin = free_addr();
+            let [listen, admin] = free_addrs();
             std::fs::write(
                 dir.path().join("seawall.toml"),
                 self.main_text(listen, admin, body),
@@ -375,7 +383,7 @@ impl Kit {
             .unwrap();
             match seawall::server::start_in_background(&dir.path().join("seawall.toml")) {
                 Ok(r) => break (listen, admin, r),
-                Err(e) if e.contains("cannot listen") && attempt < 5 => continue,
+                Err(seawall::server::StartError::Bind { .. }) if attempt < 5 => continue,
                 Err(e) => panic!("seawall did not start:\n{e}"),
             }
         };

@@ -1,0 +1,318 @@
+//! The admission decision: what Seawall does with a request, decided once, before anything is
+//! sent upstream.
+//!
+//! [`admit`] takes the live snapshot, the facts of a request and the time, and returns what to
+//! do: serve the CSP report endpoint, answer now (and why), or proxy to the upstream it chose
+//! (the route's pool or the ingestion upstream), after the limits' delay, holding the in-flight
+//! slots. The order is the contract:
+//!
+//! ```text
+//! client ip (trusted proxies) -> report endpoint -> route (routing::find)
+//!   -> campaign::classify (a paused or rejected campaign answers 503 here)
+//!   -> limits: the campaign's, then the route's, one decision (a reject charges nothing)
+//!   -> in-flight caps: the route's, then the upstream's
+//!   -> divert (the ingestion upstream, never the app) or the route's upstream
+//! ```
+//!
+//! It touches no socket: the proxy reads the facts from its session and acts on the answer, and
+//! tests drive the order directly (tests/admission.rs). What it counts on the way (campaign
+//! requests and unregistered tags, limit decisions) it counts here, once.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::http::RequestHeader;
+use pingora_limits::inflight::Guard;
+
+use crate::answers::Reason;
+use crate::campaign::{self, Action, Classified};
+use crate::headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
+use crate::limits;
+use crate::limits::request::{Outcome, RateLimitHeaders};
+use crate::routing;
+use crate::snapshot::Snapshot;
+use crate::state::State;
+use crate::upstream::Upstream;
+
+/// What admission reads of a request.
+pub struct Facts<'a> {
+    /// Method, URI (path and query) and headers, as received.
+    pub req: &'a RequestHeader,
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// The time a decision is taken at: the limiters' monotonic milliseconds, and the wall clock
+/// launch windows are judged by.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono_ms: u64,
+    pub wall: jiff::Timestamp,
+}
+
+/// Who the client is, as far as Seawall believes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client {
+    /// The client's address: the peer's, or from `X-Forwarded-For` when the peer is trusted.
+    pub ip: IpAddr,
+    pub peer: IpAddr,
+    /// Whether the peer is a trusted proxy (its forwarding headers are believed).
+    pub peer_trusted: bool,
+    /// The page is served over HTTPS (here, or at a trusted proxy that says so).
+    pub secure: bool,
+}
+
+/// The campaign of a tagged request and what was done with it.
+#[derive(Debug, Clone)]
+pub struct Attribution {
+    /// The launch's name, or "unregistered".
+    pub name: Arc<str>,
+    pub action: Action,
+}
+
+/// Which upstream a request is sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The route's own upstream.
+    Route,
+    /// The ingestion upstream (a diverted campaign request): a failure there answers 503 and
+    /// never falls back to the app.
+    Ingest,
+}
+
+/// A request a rate limit rejected: what its answer says.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub status: http::StatusCode,
+    pub limit: Arc<str>,
+    pub retry_after_s: u64,
+    pub headers: RateLimitHeaders,
+}
+
+/// What to do with the request.
+pub enum Verdict {
+    /// Seawall answers it here.
+    Answer(Answer),
+    /// Proxy it.
+    Proxy(Pass),
+}
+
+/// An answer Seawall gives itself, no upstream reached.
+pub enum Answer {
+    /// Serve the CSP report endpoint.
+    Reports,
+    /// Seawall's own answer for this reason.
+    Refused(Reason),
+    /// A rate limit rejected it.
+    Limited(Rejection),
+    /// `upstream` is at its `max_inflight`: answer `reason` (503) without sending.
+    Overloaded {
+        upstream: Arc<Upstream>,
+        reason: Reason,
+    },
+}
+
+/// A request on its way to an upstream.
+pub struct Pass {
+    pub upstream: Arc<Upstream>,
+    pub side: Side,
+    /// Wait this long first (nginx's limit_req delay): the request waits, the worker not.
+    pub delay: Duration,
+    /// Held until the request ends: its in-flight slots.
+    pub guards: Vec<Guard>,
+}
+
+/// The decision and what it learnt about the request on the way.
+pub struct Admission {
+    pub client: Client,
+    /// Index into `snap.routes` of the route that matched.
+    pub route: Option<usize>,
+    pub campaign: Option<Attribution>,
+    /// The `RateLimit` headers of the route's tightest limit, for the response.
+    pub ratelimit: Option<RateLimitHeaders>,
+    pub verdict: Verdict,
+}
+
+/// In-flight counts are keyed by kind and name; the tuple hashes without allocating.
+const ROUTE_SLOT: u8 = 0;
+const UPSTREAM_SLOT: u8 = 1;
+
+/// Take an in-flight slot under `key`; `None` when the cap is reached (the slot is given back).
+fn take_slot(state: &State, key: (u8, &str), cap: u32) -> Option<Option<Guard>> {
+    if cap == 0 {
+        return Some(None);
+    }
+    let (guard, count) = state.inflight.incr(key, 1);
+    if count > cap as isize {
+        drop(guard);
+        None
+    } else {
+        Some(Some(guard))
+    }
+}
+
+/// Who the client is: trusted-proxy resolution of `X-Forwarded-For`, and whether the page is
+/// HTTPS (this connection, or a trusted proxy's `X-Forwarded-Proto: https`).
+pub fn client(snap: &Snapshot, facts: &Facts<'_>) -> Client {
+    let peer = crate::client_ip::canonical(facts.peer);
+    let peer_trusted = snap.trusted.contains(peer);
+    let headers = &facts.req.headers;
+    let secure = facts.tls
+        || (peer_trusted
+            && headers
+                .get(&X_FORWARDED_PROTO)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
+    let ip = snap.trusted.resolve(
+        peer,
+        headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .map(|v| v.as_bytes()),
+    );
+    Client {
+        ip,
+        peer,
+        peer_trusted,
+        secure,
+    }
+}
+
+/// Decide what to do with a request. See the module doc for the order.
+pub fn admit(state: &State, snap: &Snapshot, facts: &Facts<'_>, now: Now) -> Admission {
+    let client = client(snap, facts);
+    let req = facts.req;
+    let path = req.uri.path();
+    let mut a = Admission {
+        client,
+        route: None,
+        campaign: None,
+        ratelimit: None,
+        verdict: Verdict::Answer(Answer::Reports),
+    };
+    if snap.csp.report_path.as_deref() == Some(path) {
+        return a;
+    }
+    let host = routing::normalize_host(routing::request_host(req));
+    let Some((index, route)) = routing::find(&snap.routes, &host, path, &req.method) else {
+        a.verdict = Verdict::Answer(Answer::Refused(Reason::NoRoute));
+        return a;
+    };
+    a.route = Some(index);
+
+    let class = campaign::classify(&snap.campaigns, req, path, now.wall);
+    if let Some(c) = &class {
+        record_campaign(state, c, path, now.mono_ms);
+        a.campaign = Some(Attribution {
+            name: c.campaign.clone(),
+            action: c.action,
+        });
+        if c.action.refuses() {
+            count_campaign(state, &a.campaign);
+            a.verdict = Verdict::Answer(Answer::Refused(Reason::CampaignRefused));
+            return a;
+        }
+    }
+
+    let campaign_limit = class.as_ref().and_then(|c| c.limit);
+    let mut delay = Duration::ZERO;
+    if !route.limits.is_empty() || campaign_limit.is_some() {
+        let bound: Vec<&limits::BoundLimit> = campaign_limit
+            .into_iter()
+            .chain(route.limits.iter())
+            .collect();
+        match limits::request::apply(&route.name, &bound, req, client.ip, now.mono_ms) {
+            Outcome::Pass { delay_ms, headers } => {
+                a.ratelimit = headers;
+                delay = Duration::from_millis(delay_ms);
+            }
+            Outcome::Reject {
+                status,
+                limit,
+                retry_after_s,
+                headers,
+                ..
+            } => {
+                if let Some(c) = &mut a.campaign {
+                    c.action = Action::Limited;
+                }
+                count_campaign(state, &a.campaign);
+                a.verdict = Verdict::Answer(Answer::Limited(Rejection {
+                    status,
+                    limit,
+                    retry_after_s,
+                    headers,
+                }));
+                return a;
+            }
+        }
+    }
+    count_campaign(state, &a.campaign);
+
+    let mut guards = Vec::new();
+    match take_slot(state, (ROUTE_SLOT, &route.name), route.max_inflight) {
+        Some(g) => guards.extend(g),
+        None => {
+            a.verdict = Verdict::Answer(Answer::Refused(Reason::RouteBusy));
+            return a;
+        }
+    }
+    // A diverted request goes to the ingestion upstream and never falls back to the app.
+    let diverted = class.as_ref().is_some_and(|c| c.action == Action::Divert);
+    let (upstream, side) = match (&snap.campaigns.ingest, diverted) {
+        (Some(ingest), true) => (ingest.clone(), Side::Ingest),
+        _ => (route.upstream.clone(), Side::Route),
+    };
+    match take_slot(
+        state,
+        (UPSTREAM_SLOT, &upstream.name),
+        upstream.max_inflight,
+    ) {
+        Some(g) => guards.extend(g),
+        None => {
+            let reason = match side {
+                Side::Ingest => Reason::IngestUnavailable,
+                Side::Route => Reason::UpstreamBusy,
+            };
+            a.verdict = Verdict::Answer(Answer::Overloaded { upstream, reason });
+            return a;
+        }
+    }
+    a.verdict = Verdict::Proxy(Pass {
+        upstream,
+        side,
+        delay,
+        guards,
+    });
+    a
+}
+
+/// Count a campaign request towards its launch's observed rate, and note unregistered tags.
+fn record_campaign(state: &State, c: &Classified<'_>, path: &str, now_ms: u64) {
+    match c.launch {
+        Some(l) => l.counter.hit(),
+        None => {
+            let stats = &state.campaigns;
+            stats.hit_unregistered();
+            let label = stats.unregistered_tag(&c.tag, path, now_ms);
+            state
+                .metrics
+                .campaign_unregistered_tags
+                .with_label_values(&[&label])
+                .inc();
+        }
+    }
+}
+
+/// `seawall_campaign_requests_total` for a tagged request, once, with what was done with it.
+fn count_campaign(state: &State, campaign: &Option<Attribution>) {
+    if let Some(c) = campaign {
+        state
+            .metrics
+            .campaign_requests
+            .with_label_values(&[c.name.as_ref(), c.action.label()])
+            .inc();
+    }
+}

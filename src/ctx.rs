@@ -1,0 +1,141 @@
+//! A request's own state across Pingora's phases, and how its story ended.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::StatusCode;
+use pingora_limits::inflight::Guard;
+
+use crate::admission::{Attribution, Client, Side};
+use crate::answers::Reason;
+use crate::csp;
+use crate::limits::request::RateLimitHeaders;
+use crate::metrics::{NO_ROUTE, UpstreamOutcome};
+use crate::snapshot::Snapshot;
+use crate::upstream::Upstream;
+
+/// How a request ended, for its metrics and log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Not settled yet: being admitted, or on its way to an upstream.
+    Pending,
+    /// Seawall served the request itself (the CSP report endpoint), with this status.
+    Served(StatusCode),
+    /// Seawall answered instead of any upstream (no route, a limit, a cap, a paused campaign).
+    Answered(Reason),
+    /// An upstream was meant: how that went, and Seawall's own answer when it had to give one
+    /// (cap reached, no healthy server, refused, timed out, failed).
+    Upstream {
+        outcome: UpstreamOutcome,
+        answered: Option<Reason>,
+    },
+}
+
+impl Disposition {
+    /// Why Seawall answered itself, if it did.
+    pub fn reason(self) -> Option<Reason> {
+        match self {
+            Disposition::Answered(r) => Some(r),
+            Disposition::Upstream { answered, .. } => answered,
+            Disposition::Pending | Disposition::Served(_) => None,
+        }
+    }
+
+    pub fn outcome(self) -> Option<UpstreamOutcome> {
+        match self {
+            Disposition::Upstream { outcome, .. } => Some(outcome),
+            _ => None,
+        }
+    }
+
+    /// The status this disposition stands for when no response header was written.
+    pub fn status(self) -> Option<StatusCode> {
+        match self {
+            Disposition::Served(s) => Some(s),
+            other => other.reason().map(Reason::status),
+        }
+    }
+}
+
+/// Per-request state. The snapshot is taken once, so every phase sees one config.
+pub struct Ctx {
+    pub snap: Arc<Snapshot>,
+    pub started: Instant,
+    /// Sent upstream and on the answer as `X-Request-Id`; see [`Ctx::request_id_text`].
+    pub request_id: http::HeaderValue,
+    pub client: Client,
+    /// Index into `snap.routes`.
+    pub route: Option<usize>,
+    pub upstream: Option<Arc<Upstream>>,
+    /// Which upstream of the request's route it was sent to.
+    pub side: Side,
+    pub disposition: Disposition,
+    /// `RateLimit-Policy` / `RateLimit` of the route's tightest limit, for the response.
+    pub ratelimit: Option<RateLimitHeaders>,
+    /// The campaign of a tagged request and what was done with it.
+    pub campaign: Option<Attribution>,
+    /// Stamps the response's nonce on marked scripts as the body streams.
+    pub nonce_rewriter: Option<csp::nonce::NonceRewriter>,
+    /// Connect failures so far: each server of the pool is tried once.
+    pub connect_failures: usize,
+    /// Held to the end of the request: dropping them gives the in-flight slots back.
+    pub guards: Vec<Guard>,
+}
+
+impl Ctx {
+    pub fn new(snap: Arc<Snapshot>) -> Ctx {
+        let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        Ctx {
+            snap,
+            started: Instant::now(),
+            request_id: http::HeaderValue::from_static(""),
+            client: Client {
+                ip: unspecified,
+                peer: unspecified,
+                peer_trusted: false,
+                secure: false,
+            },
+            route: None,
+            upstream: None,
+            side: Side::Route,
+            disposition: Disposition::Pending,
+            ratelimit: None,
+            campaign: None,
+            nonce_rewriter: None,
+            connect_failures: 0,
+            guards: Vec::new(),
+        }
+    }
+
+    /// The request id as text, for logs and Seawall's own answers.
+    pub fn request_id_text(&self) -> &str {
+        self.request_id.to_str().unwrap_or("-")
+    }
+
+    pub fn route_name(&self) -> &str {
+        self.route
+            .and_then(|i| self.snap.routes.get(i))
+            .map_or(NO_ROUTE, |r| &r.name)
+    }
+
+    /// The CSP policy of the matched route, if any.
+    pub fn route_policy(&self) -> Option<&Arc<csp::Policy>> {
+        match &self.snap.routes.get(self.route?)?.csp {
+            csp::CspChoice::Policy(p) => Some(p),
+            csp::CspChoice::Off => None,
+        }
+    }
+
+    /// The CSP headers of a response Seawall writes itself: the route's policy, or csp.toml's
+    /// default for requests no route matched. Pingora skips `response_filter` for these answers.
+    pub fn own_answer_csp(&self) -> Vec<(http::HeaderName, http::HeaderValue)> {
+        let policy = match self.route {
+            Some(_) => self.route_policy(),
+            None => self.snap.csp.default_policy.as_ref(),
+        };
+        policy.map_or_else(Vec::new, |p| {
+            csp::apply::headers(p, true, self.client.secure).0
+        })
+    }
+}
