@@ -109,12 +109,15 @@ fn same_route(a: &Route, b: &Route) -> bool {
 
 fn launch_summary(l: &crate::campaign::Launch) -> String {
     format!(
-        "tags {} action {:?} window {}..{} targets {} limit {}",
+        "tags {} action {:?} window {}..{} targets {} methods {} limit {}",
         l.tags.join(","),
         l.action,
         l.starts.map_or("-".into(), |t| t.to_string()),
         l.ends.map_or("-".into(), |t| t.to_string()),
-        l.targets.join(","),
+        l.scope.targets.join(","),
+        l.scope.methods.as_ref().map_or("any".into(), |m| {
+            m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")
+        }),
         l.limit
             .as_ref()
             .map_or("none".into(), |b| limit_summary(&b.spec))

@@ -172,6 +172,52 @@ async fn an_unregistered_tag_follows_the_policy_and_is_counted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tagged_page_view_reaches_the_app_attributed_and_only_writes_are_diverted() {
+    // `[unregistered] action = "divert"` with no targets and no methods: the defaults divert
+    // POST, PUT, PATCH and DELETE only, so a newsletter link never shows the ingestion sink.
+    let (app, ingest, sw) = start("action = \"divert\"", "action = \"divert\"").await;
+    let r = sw.get("/?utm_campaign=newsletter").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "app /");
+    assert_eq!(
+        app.last().header("x-seawall-campaign").unwrap(),
+        "unregistered"
+    );
+    // A visitor whose campaign cookie outlived its launch: every page still works.
+    let r = sw
+        .client
+        .get(sw.url("/pricing"))
+        .header("cookie", "utm_campaign=spring2019")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "app /pricing");
+    // A GET on the launch's own target is a page view too.
+    let r = sw.get("/api/v1/users/register?ref=SUMMERSALE20").await;
+    assert_eq!(r.text().await.unwrap(), "app /api/v1/users/register");
+    assert_eq!(ingest.hits(), 0);
+    // The sign-up itself is diverted, registered or not.
+    for tag in ["SUMMERSALE20", "newsletter"] {
+        let url = sw.url(&format!("/api/v1/users/register?ref={tag}"));
+        let r = sw.client.post(url).body("x").send().await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "ingest /api/v1/users/register");
+    }
+    assert_eq!(ingest.hits(), 2);
+    sw.expect_metric(
+        "seawall_campaign_requests_total",
+        &[("campaign", "unregistered"), ("action", "pass")],
+        2.0,
+    )
+    .await;
+    sw.expect_metric(
+        "seawall_campaign_requests_total",
+        &[("campaign", "unregistered"), ("action", "divert")],
+        1.0,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unregistered_reject_and_paused_launch_answer_503_without_any_upstream() {
     let (app, ingest, sw) = start("action = \"reject\"", "action = \"pause\"").await;
     for path in [

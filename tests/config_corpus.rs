@@ -964,6 +964,62 @@ limit = { key = "global", rate = "50r/s", burst = 10 }
         ..NONE
     },
     Case {
+        name: "campaigns_actions_that_catch_page_views_are_warned_about",
+        main: MAIN_CAMPAIGNS,
+        campaigns: Some(t(r#"tag_sources = ["query:ref"]
+ingest_upstream = "ingest"
+
+[unregistered]
+action = "divert"
+methods = ["get", "POST"]
+
+[[launch]]
+name = "everywhere"
+tags = ["ALL"]
+action = "pause"
+methods = ["GET"]
+
+[[launch]]
+name = "signups"
+tags = ["SIGNUP"]
+targets = ["/signup"]
+methods = ["GET", "POST"]
+
+[[launch]]
+name = "writes"
+tags = ["W"]
+"#)),
+        expect: &[
+            "campaigns.toml:6:11: warning: [unregistered]: its action catches GET requests on every path, so a tagged link to any page (a newsletter's) is kept from the app; set `targets`, or leave GET out of `methods`",
+            "campaigns.toml:12:11: warning: launch \"everywhere\": its action catches GET requests on every path, so a tagged link to any page (a newsletter's) is kept from the app; set `targets`, or leave GET out of `methods`",
+        ],
+        run_binary: true,
+        ..NONE
+    },
+    Case {
+        name: "campaigns_scope_errors_are_located",
+        main: MAIN_CAMPAIGNS,
+        campaigns: Some(t(r#"tag_sources = ["query:ref"]
+ingest_upstream = "ingest"
+
+[unregistered]
+action = "reject"
+targets = ["signup"]
+methods = []
+
+[[launch]]
+name = "x"
+tags = ["X"]
+methods = ["P O S T"]
+"#)),
+        expect: &[
+            "campaigns.toml:6:12: error: target \"signup\" must be a path starting with '/'",
+            "campaigns.toml:7:11: error: `methods` is empty, so the action applies to nothing; omit it for the default (POST, PUT, PATCH, DELETE)",
+            "campaigns.toml:12:12: error: invalid HTTP method \"P O S T\"",
+        ],
+        ..NONE
+    },
+    Case {
         name: "main_no_routes_is_a_warning",
         main: t(r#"[server]
 listen = ["127.0.0.1:8080"]
@@ -1354,7 +1410,7 @@ ticket_url = "https://jira.example.com/MKT-1234"
             "campaigns.toml:13:12: error: target \"api/v1/users/register\" must be a path starting with '/'",
             "campaigns.toml:14:10: error: unknown value `stop`, expected one of `divert`, `pass`, `pause`",
             "campaigns.toml:15:17: error: invalid key \"ip\"; a limit key is client_ip, global, header:NAME, cookie:NAME or query:NAME",
-            "campaigns.toml:16:1: error: unknown field `ticket_url`, expected one of `name`, `tags`, `owner`, `ticket`, `starts`, `ends`, `expected_volume`, `expected_peak_rps`, `targets`, `new_fields`, `action`, `limit`",
+            "campaigns.toml:16:1: error: unknown field `ticket_url`, expected one of `name`, `tags`, `owner`, `ticket`, `starts`, `ends`, `expected_volume`, `expected_peak_rps`, `targets`, `methods`, `new_fields`, `action`, `limit`",
         ],
         ..NONE
     },

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
+use http::Method;
 use pingora::http::RequestHeader;
 
 use crate::limits::{BoundLimit, KeySource, LimitSpec, keys};
@@ -44,6 +45,37 @@ pub enum UnregisteredAction {
     Reject,
 }
 
+/// The requests an action applies to: paths under one of `targets` (all paths when empty) with
+/// one of `methods`. Other tagged requests pass to the app, attributed to their campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// Path prefixes; empty = every path.
+    pub targets: Vec<String>,
+    /// `None` = every method.
+    pub methods: Option<Vec<Method>>,
+}
+
+/// The methods a diverting, queueing, pausing or rejecting action applies to when the config
+/// does not say: the ones that change something. A tagged page view (GET) then reaches the app,
+/// so a newsletter link never breaks the shop.
+pub const WRITE_METHODS: [Method; 4] = [Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
+
+impl Scope {
+    pub fn applies(&self, path: &str, method: &Method) -> bool {
+        (self.targets.is_empty() || self.targets.iter().any(|t| path.starts_with(t.as_str())))
+            && self.methods.as_ref().is_none_or(|m| m.contains(method))
+    }
+
+    /// Would this scope catch a GET on every path (a shop's page views)?
+    pub fn catches_page_views(&self) -> bool {
+        self.targets.is_empty()
+            && self
+                .methods
+                .as_ref()
+                .is_none_or(|m| m.contains(&Method::GET))
+    }
+}
+
 /// A launch ticket. `L` is its limit at this stage and `C` its request counter: the compiled spec
 /// has `LimitSpec` and `()`; the live snapshot the bound limit and the counter kept across reloads
 /// by launch name ([`crate::snapshot::build`]).
@@ -58,8 +90,8 @@ pub struct Launch<L = BoundLimit, C = Arc<stats::RateCounter>> {
     pub ends: Option<jiff::Timestamp>,
     pub expected_volume: Option<String>,
     pub expected_peak_rps: Option<f64>,
-    /// Path prefixes this launch applies to; empty = every tagged request.
-    pub targets: Vec<String>,
+    /// The requests its action (and limit) applies to.
+    pub scope: Scope,
     pub new_fields: Vec<String>,
     pub action: LaunchAction,
     pub limit: Option<L>,
@@ -74,15 +106,13 @@ impl<L, C> Launch<L, C> {
     pub fn in_window(&self, now: jiff::Timestamp) -> bool {
         self.starts.is_none_or(|s| now >= s) && self.ends.is_none_or(|e| now <= e)
     }
-
-    pub fn targets_path(&self, path: &str) -> bool {
-        self.targets.is_empty() || self.targets.iter().any(|t| path.starts_with(t.as_str()))
-    }
 }
 
 #[derive(Debug)]
 pub struct Unregistered<L = BoundLimit> {
     pub action: UnregisteredAction,
+    /// The requests its action (and limit) applies to.
+    pub scope: Scope,
     pub limit: Option<L>,
 }
 
@@ -107,6 +137,10 @@ impl<L, C> Default for Campaigns<L, C> {
             ingest: None,
             unregistered: Unregistered {
                 action: UnregisteredAction::Pass,
+                scope: Scope {
+                    targets: Vec::new(),
+                    methods: None,
+                },
                 limit: None,
             },
             launches: Vec::new(),
@@ -136,7 +170,7 @@ impl<L, C> Campaigns<L, C> {
                     ends: l.ends,
                     expected_volume: l.expected_volume,
                     expected_peak_rps: l.expected_peak_rps,
-                    targets: l.targets,
+                    scope: l.scope,
                     new_fields: l.new_fields,
                     action: l.action,
                     limit: l.limit.map(&mut limit),
@@ -151,6 +185,7 @@ impl<L, C> Campaigns<L, C> {
             ingest: self.ingest,
             unregistered: Unregistered {
                 action: self.unregistered.action,
+                scope: self.unregistered.scope,
                 limit: self.unregistered.limit.map(limit),
             },
             launches,
@@ -248,11 +283,13 @@ pub fn read_tag(c: &Campaigns, req: &RequestHeader) -> Option<String> {
     })
 }
 
-/// Classify a request once. `None`: untagged (or no campaigns configured).
+/// Classify a request once. `None`: untagged (or no campaigns configured). `path` is the path
+/// routes were matched on.
 ///
-/// A registered launch applies when its tag matches, `now` is inside its window and, if it has
-/// targets, the path is under one of them. The same tag on another path passes to the app,
-/// attributed to the launch. A tag outside its launch's window counts as unregistered.
+/// A registered launch applies when its tag matches and `now` is inside its window; its action
+/// and limit apply to the requests of its scope (targets, methods). The same tag on another path
+/// or method passes to the app, attributed to the launch. A tag outside its launch's window
+/// counts as unregistered, and `[unregistered]` has a scope too.
 pub fn classify<'a>(
     c: &'a Campaigns,
     req: &RequestHeader,
@@ -266,7 +303,7 @@ pub fn classify<'a>(
     if let Some(launch) = c.by_tag.get(&tag).map(|&i| &c.launches[i])
         && launch.in_window(now)
     {
-        let targeted = launch.targets_path(path);
+        let targeted = launch.scope.applies(path, &req.method);
         return Some(Classified {
             campaign: launch.name.clone(),
             launch: Some(launch),
@@ -279,12 +316,17 @@ pub fn classify<'a>(
             limit: launch.limit.as_ref().filter(|_| targeted),
         });
     }
+    let targeted = c.unregistered.scope.applies(path, &req.method);
     Some(Classified {
         campaign: unregistered_name(),
         launch: None,
         tag,
-        action: c.unregistered.action.into(),
-        limit: c.unregistered.limit.as_ref(),
+        action: if targeted {
+            c.unregistered.action.into()
+        } else {
+            Action::Pass
+        },
+        limit: c.unregistered.limit.as_ref().filter(|_| targeted),
     })
 }
 

@@ -10,7 +10,10 @@ fn launch(name: &str, tags: &[&str], targets: &[&str], action: LaunchAction) -> 
         ends: Some("2026-06-30T23:59:59Z".parse().unwrap()),
         expected_volume: None,
         expected_peak_rps: Some(300.0),
-        targets: targets.iter().map(|t| t.to_string()).collect(),
+        scope: Scope {
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            methods: None,
+        },
         new_fields: vec![],
         action,
         limit: None,
@@ -45,6 +48,10 @@ fn campaigns(unregistered: UnregisteredAction) -> Campaigns {
         ingest: None,
         unregistered: Unregistered {
             action: unregistered,
+            scope: Scope {
+                targets: vec![],
+                methods: None,
+            },
             limit: None,
         },
         launches,
@@ -187,4 +194,40 @@ fn a_paused_launch_is_refused() {
     assert_eq!(got.1, Action::Pause);
     assert!(got.1.refuses());
     assert_eq!(got.2, "pause");
+}
+
+#[test]
+fn an_action_applies_only_to_the_methods_and_paths_of_its_scope() {
+    let mut c = campaigns(UnregisteredAction::Divert);
+    let writes = Some(WRITE_METHODS.to_vec());
+    c.launches[0].scope.methods = writes.clone();
+    c.unregistered.scope = Scope {
+        targets: vec!["/api/v1/users/register".into()],
+        methods: writes,
+    };
+    let get = |uri: &str| {
+        let mut r = req(uri, &[]);
+        r.set_method(http::Method::GET);
+        let x = classify(&c, &r, r.uri.path(), at(IN)).unwrap();
+        (x.action, x.limit.is_some())
+    };
+    // A newsletter link (a GET with a tag) reaches the app, attributed, for either kind of tag.
+    assert_eq!(
+        get("/api/v1/users/register?ref=SUMMERSALE20").0,
+        Action::Pass
+    );
+    assert_eq!(get("/?utm_campaign=newsletter").0, Action::Pass);
+    assert_eq!(get("/api/v1/users/register?ref=newsletter").0, Action::Pass);
+    // The sign-up itself (a POST on a target) is diverted, for either kind of tag.
+    let post = |uri: &str| class(&c, uri, &[], IN).unwrap().1;
+    assert_eq!(
+        post("/api/v1/users/register?ref=SUMMERSALE20"),
+        Action::Divert
+    );
+    assert_eq!(
+        post("/api/v1/users/register?ref=newsletter"),
+        Action::Divert
+    );
+    // An unregistered tag off its targets passes too.
+    assert_eq!(post("/cart?ref=newsletter"), Action::Pass);
 }

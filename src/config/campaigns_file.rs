@@ -13,8 +13,10 @@ use super::schema::{
     CampaignsHead, LaunchActionFile, LaunchFile, LimitFile, UnregisteredActionFile,
     UnregisteredFile,
 };
-use super::{Reporter, check_name, de, list_names, table_value, values};
-use crate::campaign::{CampaignsSpec, Launch, LaunchAction, Unregistered, UnregisteredAction};
+use super::{Reporter, check_name, de, list_names, methods, table_value, values};
+use crate::campaign::{
+    CampaignsSpec, Launch, LaunchAction, Scope, Unregistered, UnregisteredAction, WRITE_METHODS,
+};
 use crate::limits::{KeySource, LimitSpec};
 
 pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Option<CampaignsSpec> {
@@ -92,7 +94,7 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
                     let action = u.action.map_or(UnregisteredAction::Pass, Into::into);
                     if action == UnregisteredAction::Divert && !ingest_written {
                         rep.error(
-                            span,
+                            span.clone(),
                             "[unregistered] action = \"divert\" needs `ingest_upstream`",
                         );
                         ok = false;
@@ -106,12 +108,27 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
                         }
                         None => None,
                     };
-                    Unregistered { action, limit }
+                    let keeps = action != UnregisteredAction::Pass;
+                    let scope = scope(
+                        &u.targets,
+                        &u.methods,
+                        keeps,
+                        span.clone(),
+                        "[unregistered]",
+                        rep,
+                    );
+                    ok &= scope.is_some();
+                    Unregistered {
+                        action,
+                        scope: scope.unwrap_or_else(every_request),
+                        limit,
+                    }
                 }
                 None => {
                     ok = false;
                     Unregistered {
                         action: UnregisteredAction::Pass,
+                        scope: every_request(),
                         limit: None,
                     }
                 }
@@ -119,6 +136,7 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
         }
         None => Unregistered {
             action: UnregisteredAction::Pass,
+            scope: every_request(),
             limit: None,
         },
     };
@@ -169,6 +187,68 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
         launches,
         by_tag,
     })
+}
+
+/// Every path, every method: the scope of `pass`, which only attributes.
+fn every_request() -> Scope {
+    Scope {
+        targets: Vec::new(),
+        methods: None,
+    }
+}
+
+/// The requests an action applies to, from `targets` and `methods`. `keeps_from_app`: the action
+/// keeps requests from the app (divert, queue, pause, reject); its methods then default to
+/// POST, PUT, PATCH, DELETE, and catching GET on every path is warned about.
+fn scope(
+    targets: &[Spanned<String>],
+    ms: &Option<Spanned<Vec<Spanned<String>>>>,
+    keeps_from_app: bool,
+    at: std::ops::Range<usize>,
+    what: &str,
+    rep: &mut Reporter,
+) -> Option<Scope> {
+    let mut ok = true;
+    let mut paths = BTreeSet::new();
+    for t in targets {
+        if t.get_ref().starts_with('/') {
+            paths.insert(t.get_ref().clone());
+        } else {
+            rep.error(
+                t.span(),
+                format!("target {:?} must be a path starting with '/'", t.get_ref()),
+            );
+            ok = false;
+        }
+    }
+    let methods = match ms {
+        Some(m) if m.get_ref().is_empty() => {
+            rep.error(
+                m.span(),
+                "`methods` is empty, so the action applies to nothing; omit it for the default \
+                 (POST, PUT, PATCH, DELETE)",
+            );
+            None
+        }
+        Some(m) => methods(m, rep).map(Some),
+        None if keeps_from_app => Some(Some(WRITE_METHODS.to_vec())),
+        None => Some(None),
+    };
+    let scope = Scope {
+        targets: paths.into_iter().collect(),
+        methods: methods?,
+    };
+    if keeps_from_app && scope.catches_page_views() {
+        rep.warn(
+            ms.as_ref().map_or(at, |m| m.span()),
+            format!(
+                "{what}: its action catches GET requests on every path, so a tagged link to any \
+                 page (a newsletter's) is kept from the app; set `targets`, or leave GET out of \
+                 `methods`"
+            ),
+        );
+    }
+    ok.then_some(scope)
 }
 
 /// Take the inline `limit = {...}` out of a table and read it on its own, so a misspelt key in
@@ -279,19 +359,11 @@ fn launch(
         rep.error(r.span(), "expected_peak_rps must be a positive number");
         ok = false;
     }
-    let mut targets = BTreeSet::new();
-    for t in &lf.targets {
-        if !t.get_ref().starts_with('/') {
-            rep.error(
-                t.span(),
-                format!("target {:?} must be a path starting with '/'", t.get_ref()),
-            );
-            ok = false;
-        } else {
-            targets.insert(t.get_ref().clone());
-        }
-    }
     let action = lf.action.map_or(LaunchAction::Divert, Into::into);
+    let keeps = action != LaunchAction::Pass;
+    let what = format!("launch {:?}", lf.name.get_ref());
+    let scope = scope(&lf.targets, &lf.methods, keeps, span.clone(), &what, rep);
+    ok &= scope.is_some();
     if action == LaunchAction::Divert && !has_ingest {
         rep.error(
             span.start..span.start,
@@ -323,7 +395,7 @@ fn launch(
         ends: ends.flatten(),
         expected_volume: lf.expected_volume,
         expected_peak_rps: lf.expected_peak_rps.map(|r| r.into_inner()),
-        targets: targets.into_iter().collect(),
+        scope: scope.unwrap_or_else(every_request),
         new_fields: lf.new_fields,
         action,
         limit,
@@ -354,7 +426,7 @@ pub(super) fn warn_against_routes(
                 ),
             );
         }
-        for (t, span) in l.targets.iter().zip(&l.target_spans) {
+        for (t, span) in l.scope.targets.iter().zip(&l.target_spans) {
             if !routes.iter().any(|r| r.path.matches(t)) {
                 rep.warn(
                     span.clone(),

@@ -524,6 +524,27 @@ fn int_in<T: TryFrom<i64>>(
     T::try_from(x).ok()
 }
 
+/// `methods = [...]`: HTTP methods, in any case. `None` when one is invalid (reported).
+fn methods(ms: &Spanned<Vec<Spanned<String>>>, rep: &mut Reporter) -> Option<Vec<http::Method>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for m in ms.get_ref() {
+        let upper = m.get_ref().to_ascii_uppercase();
+        match http::Method::from_bytes(upper.as_bytes()) {
+            Ok(method) if !upper.is_empty() => {
+                if !out.contains(&method) {
+                    out.push(method);
+                }
+            }
+            _ => {
+                rep.error(m.span(), format!("invalid HTTP method {:?}", m.get_ref()));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
 /// "a, b, c" for error messages that list what is defined.
 fn list_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
     let v: Vec<&str> = names.collect();

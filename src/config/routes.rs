@@ -3,14 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use http::Method;
 use toml::Spanned;
 use toml::de::DeValue;
 
 use super::limits::compile_limit;
 use super::main_file::Head;
 use super::schema::{LimitFile, RouteFile};
-use super::{Reporter, check_name, de, int_in, list_names, table_value};
+use super::{Reporter, check_name, de, int_in, list_names, methods, table_value};
 use crate::csp::{CspChoice, CspConfig};
 use crate::routing::{HostMatch, PathMatch, RouteSpec};
 
@@ -136,21 +135,7 @@ fn route(
             );
             None
         }
-        Some(ms) => {
-            let mut out = Vec::new();
-            let mut ok = true;
-            for m in ms.get_ref() {
-                let upper = m.get_ref().to_ascii_uppercase();
-                match Method::from_bytes(upper.as_bytes()) {
-                    Ok(method) if !upper.is_empty() => out.push(method),
-                    _ => {
-                        rep.error(m.span(), format!("invalid HTTP method {:?}", m.get_ref()));
-                        ok = false;
-                    }
-                }
-            }
-            ok.then_some(Some(out))
-        }
+        Some(ms) => methods(ms, rep).map(Some),
     };
     let upstream = match head.upstreams.get(f.upstream.get_ref().as_str()) {
         Some(u) => Some(u.clone()),

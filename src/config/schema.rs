@@ -169,6 +169,9 @@ pub enum LaunchActionFile {
 #[serde(deny_unknown_fields)]
 pub struct UnregisteredFile {
     pub action: Option<UnregisteredActionFile>,
+    #[serde(default)]
+    pub targets: Vec<S<String>>,
+    pub methods: Option<S<Vec<S<String>>>>,
     pub limit: Option<S<LimitFile>>,
 }
 
@@ -185,6 +188,7 @@ pub struct LaunchFile {
     pub expected_peak_rps: Option<S<f64>>,
     #[serde(default)]
     pub targets: Vec<S<String>>,
+    pub methods: Option<S<Vec<S<String>>>>,
     #[serde(default)]
     pub new_fields: Vec<String>,
     pub action: Option<LaunchActionFile>,
