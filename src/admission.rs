@@ -10,8 +10,9 @@
 //! client ip (trusted proxies) -> report endpoint -> route (routing::find)
 //!   -> campaign::classify (a paused or rejected campaign answers 503 here)
 //!   -> limits: the campaign's, then the route's, one decision (a reject charges nothing)
-//!   -> in-flight caps: the route's, then the upstream's
-//!   -> divert (the ingestion upstream, never the app) or the route's upstream
+//!   -> the upstream: the ingestion upstream for a diverted request (never the app), else the
+//!      route's
+//!   -> in-flight caps: the route's (not for a diverted request), then the upstream's
 //! ```
 //!
 //! It touches no socket: the proxy reads the facts from its session and acts on the answer, and
@@ -251,20 +252,24 @@ pub fn admit(state: &State, snap: &Snapshot, facts: &Facts<'_>, now: Now) -> Adm
     }
     count_campaign(state, &a.campaign);
 
-    let mut guards = Vec::new();
-    match take_slot(state, (ROUTE_SLOT, &route.name), route.max_inflight) {
-        Some(g) => guards.extend(g),
-        None => {
-            a.verdict = Verdict::Answer(Answer::Refused(Reason::RouteBusy));
-            return a;
-        }
-    }
-    // A diverted request goes to the ingestion upstream and never falls back to the app.
+    // A diverted request goes to the ingestion upstream and never falls back to the app. It
+    // counts against that upstream's cap only: the route's cap is the app's protection, and a
+    // hung ingestion service must not use it up (untagged sign-ups would get 503).
     let diverted = class.as_ref().is_some_and(|c| c.action == Action::Divert);
     let (upstream, side) = match (&snap.campaigns.ingest, diverted) {
         (Some(ingest), true) => (ingest.clone(), Side::Ingest),
         _ => (route.upstream.clone(), Side::Route),
     };
+    let mut guards = Vec::new();
+    if side == Side::Route {
+        match take_slot(state, (ROUTE_SLOT, &route.name), route.max_inflight) {
+            Some(g) => guards.extend(g),
+            None => {
+                a.verdict = Verdict::Answer(Answer::Refused(Reason::RouteBusy));
+                return a;
+            }
+        }
+    }
     match take_slot(
         state,
         (UPSTREAM_SLOT, &upstream.name),

@@ -105,6 +105,7 @@ pub fn origin(counters: Arc<Counters>) -> Router {
 
 pub fn ingest_sink(counters: Arc<Counters>) -> Router {
     Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/__sink/stats",
             get(|State(c): State<Arc<Counters>>| async move {

@@ -4,7 +4,7 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::{Kit, Seawall, TestUpstream, closed_addr};
+use common::{HungUpstream, Kit, Seawall, TestUpstream, closed_addr};
 
 /// seawall.toml body: the app behind two routes, and the ingestion upstream.
 fn main_body(app: &TestUpstream, ingest: &str, ingest_extra: &str) -> String {
@@ -476,4 +476,61 @@ async fn the_observed_rate_is_reported_against_the_expected_peak() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_ingestion_service_cannot_starve_ordinary_sign_ups() {
+    let app = TestUpstream::start("app").await;
+    let hung = HungUpstream::start().await;
+    // The sign-up route's cap (2) protects the app; diverted requests must not use it.
+    let body = main_body(&app, &hung.addr.to_string(), "max_inflight = 50")
+        .replace("read_timeout = \"2s\"", "read_timeout = \"1s\"")
+        .replace(
+            "path_prefix = \"/api/v1/users/register\"\nupstream = \"app\"",
+            "path_prefix = \"/api/v1/users/register\"\nupstream = \"app\"\nmax_inflight = 2",
+        );
+    assert!(body.contains("max_inflight = 2"));
+    let sw = Kit::new()
+        .campaigns(&campaigns("action = \"divert\"", "action = \"divert\""))
+        .start(&body);
+    let started = std::time::Instant::now();
+    let diverted: Vec<_> = (0..6)
+        .map(|_| {
+            sw.client
+                .post(sw.url("/api/v1/users/register?ref=SUMMERSALE20"))
+                .body("lead")
+                .send()
+        })
+        .collect();
+    let leads = tokio::spawn(futures::future::join_all(diverted));
+    assert_eventually!(
+        std::time::Duration::from_secs(5),
+        "the six diverted requests reached the hung ingestion service",
+        hung.accepted.load(Ordering::SeqCst) >= 6
+    );
+    // While they hang, ordinary sign-ups still reach the app.
+    for _ in 0..3 {
+        let r = sw
+            .client
+            .post(sw.url("/api/v1/users/register"))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "app /api/v1/users/register");
+    }
+    // And each diverted request gets its retryable 503 within ingestion's read_timeout (1s),
+    // not the app's.
+    for r in leads.await.unwrap() {
+        let r = r.unwrap();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["retry-after"], "5");
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "diverted requests were answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.hits(), 3);
 }

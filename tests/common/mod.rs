@@ -291,6 +291,41 @@ impl Drop for TestUpstream {
     }
 }
 
+/// A server that accepts connections and never answers: an ingestion service that hangs.
+pub struct HungUpstream {
+    pub addr: SocketAddr,
+    /// Connections accepted so far.
+    pub accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HungUpstream {
+    pub async fn start() -> HungUpstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(sock);
+            }
+        });
+        HungUpstream {
+            addr,
+            accepted,
+            task,
+        }
+    }
+}
+
+impl Drop for HungUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Builds the files of a Seawall under test. The `[server]` section is written by the kit
 /// (free ports, one thread, access log off); tests add keys to it with [`Kit::server`].
 #[derive(Default)]
