@@ -7,7 +7,8 @@
 //! slots. The order is the contract:
 //!
 //! ```text
-//! client ip (trusted proxies) -> report endpoint -> route (routing::find)
+//! client ip (trusted proxies) -> path normalized (400 if it cannot be safely)
+//!   -> report endpoint -> route (routing::find)
 //!   -> campaign::classify (a paused or rejected campaign answers 503 here)
 //!   -> limits: the campaign's, then the route's, one decision (a reject charges nothing)
 //!   -> the upstream: the ingestion upstream for a diverted request (never the app), else the
@@ -185,7 +186,6 @@ pub fn client(snap: &Snapshot, facts: &Facts<'_>) -> Client {
 pub fn admit(state: &State, snap: &Snapshot, facts: &Facts<'_>, now: Now) -> Admission {
     let client = client(snap, facts);
     let req = facts.req;
-    let path = req.uri.path();
     let mut a = Admission {
         client,
         route: None,
@@ -193,6 +193,16 @@ pub fn admit(state: &State, snap: &Snapshot, facts: &Facts<'_>, now: Now) -> Adm
         ratelimit: None,
         verdict: Verdict::Answer(Answer::Reports),
     };
+    // Routes, campaign targets and the report endpoint see the normalized path; the request is
+    // forwarded as sent.
+    let path = match routing::normalize_path(req.uri.path()) {
+        Ok(p) => p,
+        Err(bad) => {
+            a.verdict = Verdict::Answer(Answer::Refused(Reason::BadPath(bad)));
+            return a;
+        }
+    };
+    let path = path.as_ref();
     if snap.csp.report_path.as_deref() == Some(path) {
         return a;
     }

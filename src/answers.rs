@@ -28,6 +28,8 @@ pub enum Reason {
     UpstreamFailed,
     UpstreamTimeout,
     BadRequest,
+    /// The path cannot be normalized safely for route matching.
+    BadPath(crate::routing::BadPath),
     Internal,
     /// A rate limit rejected the request; its configured status.
     RateLimited(StatusCode),
@@ -49,7 +51,7 @@ impl Reason {
                 StatusCode::BAD_GATEWAY
             }
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Reason::BadRequest => StatusCode::BAD_REQUEST,
+            Reason::BadRequest | Reason::BadPath(_) => StatusCode::BAD_REQUEST,
             Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Reason::RateLimited(s) => s,
         }
@@ -65,6 +67,7 @@ impl Reason {
             Reason::UpstreamFailed => "the upstream server failed to answer",
             Reason::UpstreamTimeout => "the upstream server did not answer in time",
             Reason::BadRequest => "the request could not be read",
+            Reason::BadPath(b) => b.text(),
             Reason::Internal => "internal error",
             Reason::RateLimited(_) => "rate limit exceeded",
             Reason::CampaignRefused => "this campaign is not being accepted right now, retry later",

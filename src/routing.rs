@@ -1,8 +1,9 @@
 //! Route matching: ordered routes, the first that matches wins (like Envoy's route table, unlike
 //! nginx's longest-prefix `location`). Pure functions over the compiled routes, no I/O.
 //!
-//! Paths are matched as the client sent them, without percent-decoding or `..` folding (Envoy's
-//! default): put a `path_regex` or an exact `path` in front when that matters.
+//! Routes match a request's normalized path ([`normalize_path`]), so `//api/v1//users/%72egister`
+//! meets the limits of `/api/v1/users/register`, as the app behind would route it; the request
+//! is forwarded as the client sent it.
 
 use std::sync::Arc;
 
@@ -192,6 +193,94 @@ pub fn normalize_host(raw: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Why a path cannot be normalized safely: the request is answered 400.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadPath {
+    /// `%2F` in a segment: a `/` that is not a separator, which apps and proxies split apart
+    /// differently.
+    EncodedSlash,
+    /// `%00`: a NUL byte, which ends the path early in C code behind us.
+    EncodedNul,
+    /// `..` above the root.
+    AboveRoot,
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+}
+
+impl BadPath {
+    /// What the 400 answer says.
+    pub fn text(self) -> &'static str {
+        match self {
+            BadPath::EncodedSlash => "the path has an encoded '/' (%2F) in a segment",
+            BadPath::EncodedNul => "the path has an encoded NUL (%00)",
+            BadPath::AboveRoot => "the path has a '..' segment above the root",
+            BadPath::BadEscape => "the path has a '%' not followed by two hex digits",
+        }
+    }
+}
+
+/// The path routes are matched on, as nginx normalizes a URI: percent-encoded unreserved
+/// characters (letters, digits, `-._~`) decoded, other escapes kept (hex digits upper-cased),
+/// repeated slashes merged, `.` and `..` segments resolved. A path that needs none of it (almost
+/// every request) is returned as it is, without allocating.
+pub fn normalize_path(raw: &str) -> Result<std::borrow::Cow<'_, str>, BadPath> {
+    let b = raw.as_bytes();
+    let plain = !b.contains(&b'%') && !b.windows(2).any(|w| w == b"//" || w == b"/.");
+    if plain {
+        return Ok(std::borrow::Cow::Borrowed(raw));
+    }
+    // Decode what is unreserved, then walk the segments.
+    let mut decoded = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'%' {
+            decoded.push(b[i] as char);
+            i += 1;
+            continue;
+        }
+        let hex = |c: u8| (c as char).to_digit(16);
+        let (Some(h), Some(l)) = (
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) else {
+            return Err(BadPath::BadEscape);
+        };
+        let c = (h * 16 + l) as u8;
+        match c {
+            b'/' => return Err(BadPath::EncodedSlash),
+            0 => return Err(BadPath::EncodedNul),
+            c if c.is_ascii_alphanumeric() || b"-._~".contains(&c) => decoded.push(c as char),
+            c => {
+                decoded.push('%');
+                decoded.push_str(&format!("{c:02X}"));
+            }
+        }
+        i += 3;
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    for seg in decoded.split('/').filter(|s| !s.is_empty()) {
+        match seg {
+            "." => {}
+            ".." => {
+                if segments.pop().is_none() {
+                    return Err(BadPath::AboveRoot);
+                }
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || trailing {
+        out.push('/');
+    }
+    Ok(std::borrow::Cow::Owned(out))
+}
+
 /// The first route that matches, in file order, and its index.
 pub fn find<'a, L>(
     routes: &'a [Route<L>],
@@ -232,6 +321,50 @@ mod tests {
         assert_eq!(normalize_host("example.com."), "example.com");
         assert_eq!(normalize_host("[::1]:80"), "[::1]");
         assert_eq!(normalize_host("localhost"), "localhost");
+    }
+
+    #[test]
+    fn paths_are_normalized_as_nginx_does() {
+        let n = |p: &str| normalize_path(p).map(|c| c.into_owned());
+        for same in ["/", "/api/v1/users/register", "/a.b/c-d_e~f"] {
+            assert!(
+                matches!(normalize_path(same), Ok(std::borrow::Cow::Borrowed(_))),
+                "{same}"
+            );
+        }
+        assert_eq!(n("/x/.hidden/..x").unwrap(), "/x/.hidden/..x");
+        assert_eq!(
+            n("//api/v1/users/register").unwrap(),
+            "/api/v1/users/register"
+        );
+        assert_eq!(
+            n("/api/v1//users/register").unwrap(),
+            "/api/v1/users/register"
+        );
+        assert_eq!(
+            n("/api/v1/users/%72egister").unwrap(),
+            "/api/v1/users/register"
+        );
+        assert_eq!(
+            n("/api/./v1/x/../users/register").unwrap(),
+            "/api/v1/users/register"
+        );
+        assert_eq!(n("/a/%2e%2E/b").unwrap(), "/b");
+        assert_eq!(n("/a/b/..").unwrap(), "/a/");
+        assert_eq!(n("/a//").unwrap(), "/a/");
+        assert_eq!(
+            n("/a%20b/%3a").unwrap(),
+            "/a%20b/%3A",
+            "reserved escapes stay"
+        );
+        assert_eq!(n("/%7Euser").unwrap(), "/~user");
+        assert_eq!(n("/a/%2Fb"), Err(BadPath::EncodedSlash));
+        assert_eq!(n("/a/%2fb"), Err(BadPath::EncodedSlash));
+        assert_eq!(n("/a%00"), Err(BadPath::EncodedNul));
+        assert_eq!(n("/../etc/passwd"), Err(BadPath::AboveRoot));
+        assert_eq!(n("/a/%2e%2e/%2e%2e/b"), Err(BadPath::AboveRoot));
+        assert_eq!(n("/a%4"), Err(BadPath::BadEscape));
+        assert_eq!(n("/a%zz"), Err(BadPath::BadEscape));
     }
 
     #[test]

@@ -1020,6 +1020,30 @@ methods = ["P O S T"]
         ..NONE
     },
     Case {
+        name: "main_route_paths_are_normalized_like_requests",
+        main: t(r#"[server]
+listen = ["127.0.0.1:8080"]
+
+[upstreams.app]
+servers = ["127.0.0.1:3000"]
+
+[[routes]]
+name = "a"
+path_prefix = "/api//v1/%7Euser"
+upstream = "app"
+
+[[routes]]
+name = "b"
+path = "/files%2Fsecret"
+upstream = "app"
+"#),
+        expect: &[
+            "seawall.toml:9:15: warning: path \"/api//v1/%7Euser\" is matched as \"/api/v1/~user\", the form requests are matched in",
+            "seawall.toml:14:8: error: path \"/files%2Fsecret\": the path has an encoded '/' (%2F) in a segment",
+        ],
+        ..NONE
+    },
+    Case {
         name: "main_no_routes_is_a_warning",
         main: t(r#"[server]
 listen = ["127.0.0.1:8080"]

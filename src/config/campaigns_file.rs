@@ -1,7 +1,7 @@
 //! `campaigns.toml`: where tags are read, the ingestion upstream, the unregistered-tag policy and
 //! the launch tickets.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use toml::Spanned;
@@ -120,7 +120,7 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
                     ok &= scope.is_some();
                     Unregistered {
                         action,
-                        scope: scope.unwrap_or_else(every_request),
+                        scope: scope.map_or_else(every_request, |(s, _)| s),
                         limit,
                     }
                 }
@@ -197,7 +197,8 @@ fn every_request() -> Scope {
     }
 }
 
-/// The requests an action applies to, from `targets` and `methods`. `keeps_from_app`: the action
+/// The requests an action applies to, from `targets` and `methods`, and where each target is
+/// written. `keeps_from_app`: the action
 /// keeps requests from the app (divert, queue, pause, reject); its methods then default to
 /// POST, PUT, PATCH, DELETE, and catching GET on every path is warned about.
 fn scope(
@@ -207,18 +208,26 @@ fn scope(
     at: std::ops::Range<usize>,
     what: &str,
     rep: &mut Reporter,
-) -> Option<Scope> {
+) -> Option<(Scope, Vec<std::ops::Range<usize>>)> {
     let mut ok = true;
-    let mut paths = BTreeSet::new();
+    let mut paths: Vec<String> = Vec::new();
+    let mut spans = Vec::new();
     for t in targets {
-        if t.get_ref().starts_with('/') {
-            paths.insert(t.get_ref().clone());
-        } else {
+        if !t.get_ref().starts_with('/') {
             rep.error(
                 t.span(),
                 format!("target {:?} must be a path starting with '/'", t.get_ref()),
             );
             ok = false;
+            continue;
+        }
+        match super::routes::request_path(t, rep) {
+            Some(p) if paths.contains(&p) => {}
+            Some(p) => {
+                paths.push(p);
+                spans.push(t.span());
+            }
+            None => ok = false,
         }
     }
     let methods = match ms {
@@ -235,7 +244,7 @@ fn scope(
         None => Some(None),
     };
     let scope = Scope {
-        targets: paths.into_iter().collect(),
+        targets: paths,
         methods: methods?,
     };
     if keeps_from_app && scope.catches_page_views() {
@@ -248,7 +257,7 @@ fn scope(
             ),
         );
     }
-    ok.then_some(scope)
+    ok.then_some((scope, spans))
 }
 
 /// Take the inline `limit = {...}` out of a table and read it on its own, so a misspelt key in
@@ -395,12 +404,12 @@ fn launch(
         ends: ends.flatten(),
         expected_volume: lf.expected_volume,
         expected_peak_rps: lf.expected_peak_rps.map(|r| r.into_inner()),
-        scope: scope.unwrap_or_else(every_request),
+        target_spans: scope.as_ref().map_or_else(Vec::new, |(_, s)| s.clone()),
+        scope: scope.map_or_else(every_request, |(s, _)| s),
         new_fields: lf.new_fields,
         action,
         limit,
         name_span: lf.name.span(),
-        target_spans: lf.targets.iter().map(|t| t.span()).collect(),
         counter: (),
     })
 }

@@ -267,21 +267,11 @@ fn path_match(f: &RouteFile, rep: &mut Reporter) -> Option<PathMatch> {
         );
         return None;
     }
-    let starts_with_slash = |p: &Spanned<String>, rep: &mut Reporter| {
-        let ok = p.get_ref().starts_with('/');
-        if !ok {
-            rep.error(
-                p.span(),
-                format!("path {:?} must start with '/'", p.get_ref()),
-            );
-        }
-        ok
-    };
     if let Some(p) = &f.path {
-        return starts_with_slash(p, rep).then(|| PathMatch::Exact(p.get_ref().clone()));
+        return request_path(p, rep).map(PathMatch::Exact);
     }
     if let Some(p) = &f.path_prefix {
-        return starts_with_slash(p, rep).then(|| PathMatch::Prefix(p.get_ref().clone()));
+        return request_path(p, rep).map(PathMatch::Prefix);
     }
     if let Some(p) = &f.path_regex {
         return match regex::Regex::new(p.get_ref()) {
@@ -299,4 +289,30 @@ fn path_match(f: &RouteFile, rep: &mut Reporter) -> Option<PathMatch> {
         };
     }
     Some(PathMatch::Any)
+}
+
+/// A path to match requests against (a route's `path` or `path_prefix`, a campaign target):
+/// requests are matched on their normalized path, so the configured one is normalized the same
+/// way, and a spelling that changes is pointed out.
+pub(super) fn request_path(p: &Spanned<String>, rep: &mut Reporter) -> Option<String> {
+    let raw = p.get_ref();
+    if !raw.starts_with('/') {
+        rep.error(p.span(), format!("path {raw:?} must start with '/'"));
+        return None;
+    }
+    match crate::routing::normalize_path(raw) {
+        Ok(n) => {
+            if n != raw.as_str() {
+                rep.warn(
+                    p.span(),
+                    format!("path {raw:?} is matched as {n:?}, the form requests are matched in"),
+                );
+            }
+            Some(n.into_owned())
+        }
+        Err(bad) => {
+            rep.error(p.span(), format!("path {raw:?}: {}", bad.text()));
+            None
+        }
+    }
 }

@@ -291,6 +291,18 @@ impl Drop for TestUpstream {
     }
 }
 
+/// Send `request` as raw bytes on a new connection and read until the server closes it or
+/// `within` passes: for requests a real client would tidy up first (dot segments, odd framing).
+/// Send `Connection: close` to get the whole answer back.
+pub async fn raw_request(addr: SocketAddr, request: &[u8], within: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write the request");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(within, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A server that accepts connections and never answers: an ingestion service that hangs.
 pub struct HungUpstream {
     pub addr: SocketAddr,
