@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! client ip (trusted proxies) -> path normalized (400 if it cannot be safely)
-//!   -> report endpoint -> route (routing::find)
+//!   -> report endpoint -> route (routing::find) -> a declared body over max_body (413)
 //!   -> campaign::classify (a paused or rejected campaign answers 503 here)
 //!   -> limits: the campaign's, then the route's, one decision (a reject charges nothing)
 //!   -> the upstream: the ingestion upstream for a diverted request (never the app), else the
@@ -212,6 +212,12 @@ pub fn admit(state: &State, snap: &Snapshot, facts: &Facts<'_>, now: Now) -> Adm
         return a;
     };
     a.route = Some(index);
+    // As nginx: a declared body over the limit is refused before any limit is charged. A body
+    // without a length is counted as it streams (the proxy's request_body_filter).
+    if crate::headers::content_length(&req.headers).is_some_and(|n| n > route.max_body) {
+        a.verdict = Verdict::Answer(Answer::Refused(Reason::BodyTooLarge));
+        return a;
+    }
 
     let class = campaign::classify(&snap.campaigns, req, path, now.wall);
     if let Some(c) = &class {

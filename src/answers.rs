@@ -13,6 +13,10 @@ use crate::admission::Rejection;
 use crate::headers::{RATELIMIT, RATELIMIT_POLICY, X_REQUEST_ID};
 use crate::metrics::UpstreamOutcome;
 
+/// The error the request body filter returns when a streamed body outgrows the route's
+/// `max_body`.
+pub const BODY_TOO_LARGE: ErrorType = ErrorType::Custom("request body larger than max_body");
+
 /// The error `upstream_peer` returns when every server of the pool failed its health check.
 pub const NO_HEALTHY_SERVER: ErrorType =
     ErrorType::Custom("no healthy server in the upstream pool");
@@ -28,6 +32,8 @@ pub enum Reason {
     UpstreamFailed,
     UpstreamTimeout,
     BadRequest,
+    /// The request body is larger than the route's `max_body`.
+    BodyTooLarge,
     /// The path cannot be normalized safely for route matching.
     BadPath(crate::routing::BadPath),
     Internal,
@@ -52,6 +58,7 @@ impl Reason {
             }
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reason::BadRequest | Reason::BadPath(_) => StatusCode::BAD_REQUEST,
+            Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Reason::RateLimited(s) => s,
         }
@@ -68,6 +75,7 @@ impl Reason {
             Reason::UpstreamTimeout => "the upstream server did not answer in time",
             Reason::BadRequest => "the request could not be read",
             Reason::BadPath(b) => b.text(),
+            Reason::BodyTooLarge => "the request body is larger than this endpoint accepts",
             Reason::Internal => "internal error",
             Reason::RateLimited(_) => "rate limit exceeded",
             Reason::CampaignRefused => "this campaign is not being accepted right now, retry later",
@@ -82,6 +90,7 @@ impl Reason {
         let upstream_side = e.esource() == &ErrorSource::Upstream;
         Some(match e.etype() {
             t if *t == NO_HEALTHY_SERVER => Reason::NoHealthyServer,
+            t if *t == BODY_TOO_LARGE => Reason::BodyTooLarge,
             ConnectTimedout => Reason::UpstreamTimeout,
             ReadTimedout | WriteTimedout if upstream_side => Reason::UpstreamTimeout,
             ConnectRefused | ConnectNoRoute | ConnectError | BindError | SocketError

@@ -79,6 +79,8 @@ pub struct Ctx {
     pub nonce_rewriter: Option<csp::nonce::NonceRewriter>,
     /// Connect failures so far: each server of the pool is tried once.
     pub connect_failures: usize,
+    /// Request body bytes seen so far, against the route's `max_body`.
+    pub body_bytes: u64,
     /// Held to the end of the request: dropping them gives the in-flight slots back.
     pub guards: Vec<Guard>,
 }
@@ -104,6 +106,7 @@ impl Ctx {
             campaign: None,
             nonce_rewriter: None,
             connect_failures: 0,
+            body_bytes: 0,
             guards: Vec::new(),
         }
     }
@@ -117,6 +120,13 @@ impl Ctx {
         self.route
             .and_then(|i| self.snap.routes.get(i))
             .map_or(NO_ROUTE, |r| &r.name)
+    }
+
+    /// The matched route's `max_body` (0 before a route matched: nothing is proxied then).
+    pub fn max_body(&self) -> u64 {
+        self.route
+            .and_then(|i| self.snap.routes.get(i))
+            .map_or(0, |r| r.max_body)
     }
 
     /// The CSP policy of the matched route, if any.

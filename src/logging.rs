@@ -22,6 +22,23 @@ pub fn init() {
         .try_init();
 }
 
+/// `s` cut to at most `max` bytes (at a character boundary), with `...` when it was longer: every
+/// log field that carries client input goes through it, so one request cannot write a
+/// megabyte-long log line.
+pub fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}...", &s[..end]))
+}
+
+/// How long a client-supplied log field may be (paths, tags as sent, report fields).
+pub const FIELD_MAX: usize = 256;
+
 /// At most one log line per interval from one place (a limit's dry-run rejects, violation
 /// reports), and a count of the lines it stood in for. Cheap enough for the request path: one
 /// relaxed load when it stays quiet.
@@ -53,6 +70,13 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::Throttle;
+
+    #[test]
+    fn fields_are_cut_at_a_character_boundary() {
+        assert_eq!(super::cut("short", 10), "short");
+        assert_eq!(super::cut("abcdef", 3), "abc...");
+        assert_eq!(super::cut("ééé", 3), "é...");
+    }
 
     #[test]
     fn one_line_per_interval_with_the_count_it_stands_for() {

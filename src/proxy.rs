@@ -15,7 +15,7 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::access_log;
 use crate::admission::{self, Answer, Facts, Now, Pass, Side, Verdict};
-use crate::answers::{self, NO_HEALTHY_SERVER, Reason};
+use crate::answers::{self, BODY_TOO_LARGE, NO_HEALTHY_SERVER, Reason};
 use crate::csp;
 use crate::ctx::{Ctx, Disposition};
 use crate::headers::*;
@@ -163,6 +163,22 @@ impl ProxyHttp for Proxy {
                 Ok(true)
             }
         }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(b) = body {
+            ctx.body_bytes += b.len() as u64;
+            if ctx.body_bytes > ctx.max_body() {
+                return Err(Error::new(BODY_TOO_LARGE));
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {

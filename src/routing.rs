@@ -122,6 +122,8 @@ pub struct Route<L = BoundLimit> {
     pub csp: CspChoice,
     /// 0 = no cap.
     pub max_inflight: u32,
+    /// A larger request body gets 413: the route's `max_body`, or the server's.
+    pub max_body: u64,
     pub limits: Vec<L>,
 }
 
@@ -160,6 +162,7 @@ impl<L> Route<L> {
             upstream: self.upstream,
             csp: self.csp,
             max_inflight: self.max_inflight,
+            max_body: self.max_body,
             limits: self.limits.into_iter().map(f).collect(),
         }
     }

@@ -221,7 +221,7 @@ impl BackgroundService for HealthChecks {
 }
 
 /// Every second: the tracked-keys gauges and campaign rates; every ten: forget drained idle keys
-/// (nginx's expiry).
+/// (nginx's expiry) and idle unregistered tags.
 struct LimiterUpkeep {
     state: Arc<State>,
 }
@@ -239,10 +239,14 @@ impl BackgroundService for LimiterUpkeep {
                     n += 1;
                     let snap = self.state.snapshot.load_full();
                     let now = MonotonicClock.now_ms();
+                    let every_ten = n.is_multiple_of(10);
                     for limit in snap.limits() {
-                        limit.upkeep(now, n.is_multiple_of(10));
+                        limit.upkeep(now, every_ten);
                     }
                     self.state.campaigns.tick(&snap.campaigns, &self.state.metrics);
+                    if every_ten {
+                        self.state.campaigns.prune(now);
+                    }
                 }
             }
         }

@@ -98,3 +98,127 @@ async fn paths_that_cannot_be_normalized_safely_are_refused_with_400() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_max_body_gets_413_declared_or_streamed_and_a_route_may_allow_more() {
+    let app = TestUpstream::start("app").await;
+    let sw = Kit::new().server("max_body = \"1KiB\"").start(&format!(
+        r#"
+[upstreams.app]
+servers = ["{}"]
+
+[[routes]]
+name = "uploads"
+path_prefix = "/upload"
+upstream = "app"
+max_body = "64KiB"
+
+[[routes]]
+name = "site"
+upstream = "app"
+"#,
+        app.addr
+    ));
+    let post = |path: &str, body: Vec<u8>| sw.client.post(sw.url(path)).body(body).send();
+    let r = post("/form", vec![b'x'; 1024]).await.unwrap();
+    assert_eq!(r.status(), 200, "exactly max_body is accepted");
+    let r = post("/form", vec![b'x'; 1025]).await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("larger than this endpoint accepts")
+    );
+    assert_eq!(
+        app.hits(),
+        1,
+        "a declared body over the limit is never sent"
+    );
+    let r = post("/upload/avatar", vec![b'x'; 60 * 1024]).await.unwrap();
+    assert_eq!(r.status(), 200, "the route's own max_body");
+    // Without a Content-Length (chunked), the body is counted as it streams.
+    let mut req = b"POST /form HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    for _ in 0..8 {
+        req.extend_from_slice(b"200\r\n");
+        req.extend_from_slice(&[b'y'; 512]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let raw = raw_request(sw.listen, &req, Duration::from_secs(5)).await;
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    sw.expect_metric(
+        "seawall_requests_total",
+        &[("route", "site"), ("status", "413")],
+        2.0,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_megabyte_campaign_cookie_is_counted_as_invalid_and_logged_cut() {
+    use common::process::{line_with, run_logged};
+    let app = TestUpstream::start("app").await;
+    let ingest = TestUpstream::start("ingest").await;
+    let dir = tempfile::tempdir().unwrap();
+    let [listen, admin] = common::free_addrs();
+    std::fs::write(
+        dir.path().join("campaigns.toml"),
+        "tag_sources = [\"cookie:utm_campaign\"]\ningest_upstream = \"ingest\"\n\
+         [unregistered]\naction = \"divert\"\ntargets = [\"/signup\"]\n",
+    )
+    .unwrap();
+    let main = format!(
+        "[server]\nlisten = [\"{listen}\"]\nadmin_listen = \"{admin}\"\nthreads = 1\n\
+         access_log = false\ncampaigns_file = \"campaigns.toml\"\n\
+         upgrade_sock = \"{d}/up.sock\"\npid_file = \"{d}/pid\"\n\
+         [upstreams.app]\nservers = [\"{}\"]\n[upstreams.ingest]\nservers = [\"{}\"]\n\
+         [[routes]]\nname = \"all\"\nupstream = \"app\"\n",
+        app.addr,
+        ingest.addr,
+        d = dir.path().display()
+    );
+    let config = dir.path().join("seawall.toml");
+    std::fs::write(&config, main).unwrap();
+    let (_proc, lines) = run_logged(&["run", "--config", config.to_str().unwrap()]);
+    assert!(
+        line_with(&lines, "seawall is ready", Duration::from_secs(20)).is_some(),
+        "not ready"
+    );
+    let cookie = format!("utm_campaign={}", "Z".repeat(500 * 1024));
+    let r = common::client()
+        .post(format!("http://{listen}/signup"))
+        .header("cookie", cookie)
+        .body("lead")
+        .send()
+        .await
+        .unwrap();
+    // It follows the unregistered policy (diverted), under the tag "invalid".
+    assert_eq!(r.text().await.unwrap(), "ingest /signup");
+    let line = line_with(
+        &lines,
+        "unregistered campaign tag seen",
+        Duration::from_secs(5),
+    )
+    .expect("the first sighting is logged");
+    assert!(line.len() < 1024, "a {} byte log line", line.len());
+    assert!(line.contains("tag=invalid"), "{line}");
+    assert!(
+        line.contains(&"z".repeat(64)) || line.contains(&"Z".repeat(64)),
+        "{line}"
+    );
+    let page = common::client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let n = common::sample(
+        &page,
+        "seawall_campaign_unregistered_tags_total",
+        &[("tag", "invalid")],
+    );
+    assert_eq!(n, Some(1.0));
+}

@@ -5,31 +5,13 @@ mod common;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::process::{line_with, run, run_logged, signal};
 use common::{TestUpstream, free_addr, free_addrs};
-
-/// A child process killed (SIGKILL) when dropped, whatever happened.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig}");
-}
 
 fn config(
     dir: &Path,
@@ -71,54 +53,6 @@ upstream = "app"
     let path = dir.join("seawall.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// The binary with `args` and `env`, stdout discarded.
-fn seawall(args: &[&str], env: &[(&str, &Path)], stderr: Stdio) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_seawall"));
-    cmd.args(args).stdout(Stdio::null()).stderr(stderr);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("start seawall")
-}
-
-fn run(args: &[&str], env: &[(&str, &Path)]) -> Proc {
-    Proc(seawall(args, env, Stdio::null()))
-}
-
-/// Like [`run`], with its stderr lines sent to the receiver as they are written.
-fn run_logged(args: &[&str]) -> (Proc, std::sync::mpsc::Receiver<String>) {
-    let mut child = seawall(args, &[], Stdio::piped());
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (Proc(child), rx)
-}
-
-/// The first line from `lines` containing `needle`, waiting up to `within`.
-fn line_with(
-    lines: &std::sync::mpsc::Receiver<String>,
-    needle: &str,
-    within: Duration,
-) -> Option<String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        match lines.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return Some(line),
-            Ok(_) => {}
-            Err(_) => return None,
-        }
-    }
 }
 
 /// One gauge's value from an admin `/metrics` page; `None` while nothing answers there.

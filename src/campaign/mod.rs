@@ -252,14 +252,35 @@ pub struct Classified<'a> {
     /// The launch's name, or [`UNREGISTERED`].
     pub campaign: Arc<str>,
     pub launch: Option<&'a Launch>,
-    /// The tag as read: URL-decoded, lower-cased.
-    pub tag: String,
+    pub tag: Tag,
     pub action: Action,
     pub limit: Option<&'a BoundLimit>,
 }
 
-/// URL-decode (and `+` as space for query parameters), trim, lower-case.
-fn decode_tag(raw: &[u8], from_query: bool) -> String {
+/// Longest tag kept, in bytes after decoding. A longer one, or one with a control character,
+/// counts as the unregistered tag [`INVALID_TAG`]: a megabyte-long cookie is neither decoded
+/// nor remembered, and nothing raw reaches a metric label.
+pub const MAX_TAG_LEN: usize = 64;
+
+/// The tag of a request whose tag value is too long or not printable.
+pub const INVALID_TAG: &str = "invalid";
+
+/// A request's campaign tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    /// URL-decoded, trimmed, lower-cased; or [`INVALID_TAG`].
+    pub value: String,
+    /// As sent, cut to [`MAX_TAG_LEN`] bytes: what logs show of an invalid or unregistered tag.
+    pub raw: String,
+}
+
+/// URL-decode (and `+` as space for query parameters), trim, lower-case; `None` when the result
+/// is too long or has a control character.
+fn decode_tag(raw: &[u8], from_query: bool) -> Option<String> {
+    // Every byte of a tag can take three as an escape: anything longer cannot fit.
+    if raw.len() > MAX_TAG_LEN * 3 {
+        return None;
+    }
     let plus_fixed: Vec<u8>;
     let bytes = if from_query && raw.contains(&b'+') {
         plus_fixed = raw
@@ -271,15 +292,29 @@ fn decode_tag(raw: &[u8], from_query: bool) -> String {
         raw
     };
     let decoded: std::borrow::Cow<'_, [u8]> = percent_encoding::percent_decode(bytes).into();
-    String::from_utf8_lossy(&decoded).trim().to_lowercase()
+    let tag = String::from_utf8_lossy(&decoded).trim().to_lowercase();
+    (tag.len() <= MAX_TAG_LEN && !tag.chars().any(char::is_control)).then_some(tag)
 }
 
 /// The campaign tag of a request: the first tag source that carries a non-empty value.
-pub fn read_tag(c: &Campaigns, req: &RequestHeader) -> Option<String> {
+pub fn read_tag(c: &Campaigns, req: &RequestHeader) -> Option<Tag> {
     c.tag_sources.iter().find_map(|src| {
         let raw = keys::value(src, req)?;
-        let tag = decode_tag(raw, matches!(src, KeySource::Query(_)));
-        (!tag.is_empty()).then_some(tag)
+        let shown = |r: &[u8]| {
+            let r = &r[..r.len().min(MAX_TAG_LEN)];
+            String::from_utf8_lossy(r).into_owned()
+        };
+        match decode_tag(raw, matches!(src, KeySource::Query(_))) {
+            Some(t) if t.is_empty() => None,
+            Some(value) => Some(Tag {
+                value,
+                raw: shown(raw),
+            }),
+            None => Some(Tag {
+                value: INVALID_TAG.to_string(),
+                raw: shown(raw),
+            }),
+        }
     })
 }
 
@@ -300,7 +335,7 @@ pub fn classify<'a>(
         return None;
     }
     let tag = read_tag(c, req)?;
-    if let Some(launch) = c.by_tag.get(&tag).map(|&i| &c.launches[i])
+    if let Some(launch) = c.by_tag.get(&tag.value).map(|&i| &c.launches[i])
         && launch.in_window(now)
     {
         let targeted = launch.scope.applies(path, &req.method);

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use super::{Campaigns, UNREGISTERED};
+use super::{Campaigns, Tag, UNREGISTERED};
+use crate::logging::{FIELD_MAX, cut};
 use crate::metrics::Metrics;
 
 /// Seconds over which the observed rate is averaged.
@@ -16,6 +17,13 @@ const RATE_WINDOW_S: usize = 5;
 pub const MAX_TAG_LABELS: usize = 100;
 /// At most one "still arriving" line per tag in this many ms.
 const TAG_LOG_EVERY_MS: u64 = 10_000;
+/// Tags remembered at most (for their first-seen log line and rate); past it they are counted
+/// under `other` without a log line. Tags are at most 64 bytes: well under 200 KB in all.
+pub const MAX_TAGS_TRACKED: usize = MAX_TAG_LABELS * 10;
+/// A tag under `other` is forgotten after this long without a request.
+pub const TAG_IDLE_MS: u64 = 10 * 60_000;
+/// The label of tags past the first [`MAX_TAG_LABELS`].
+const OTHER: &str = "other";
 
 /// Requests of one campaign, turned into a rate by [`Stats::tick`] every second.
 #[derive(Debug, Default)]
@@ -48,20 +56,13 @@ struct TagSeen {
     total: u64,
     since_log: u64,
     last_log_ms: u64,
+    last_seen_ms: u64,
 }
 
 #[derive(Default)]
 pub struct Stats {
     counters: Mutex<HashMap<Arc<str>, Arc<RateCounter>>>,
     tags: Mutex<HashMap<String, TagSeen>>,
-}
-
-fn label_for(tag: &str) -> String {
-    let mut end = tag.len().min(64);
-    while !tag.is_char_boundary(end) {
-        end -= 1;
-    }
-    tag[..end].to_string()
 }
 
 impl Stats {
@@ -131,17 +132,20 @@ impl Stats {
 
     /// Count an unregistered tag; log it the first time it is seen, then at most every ten
     /// seconds with its rate. Returns the metric label: the tag, or `other` past the first 100.
-    pub fn unregistered_tag(&self, tag: &str, path: &str, now_ms: u64) -> String {
+    pub fn unregistered_tag(&self, tag: &Tag, path: &str, now_ms: u64) -> String {
+        let path = cut(path, FIELD_MAX);
         let mut tags = self.tags.lock();
-        if let Some(seen) = tags.get_mut(tag) {
+        if let Some(seen) = tags.get_mut(&tag.value) {
             seen.total += 1;
             seen.since_log += 1;
+            seen.last_seen_ms = now_ms;
             let elapsed = now_ms.saturating_sub(seen.last_log_ms);
             if elapsed >= TAG_LOG_EVERY_MS {
                 let rate = seen.since_log as f64 * 1000.0 / elapsed as f64;
                 tracing::warn!(
-                    tag,
-                    path,
+                    tag = %tag.value,
+                    sent = %tag.raw,
+                    %path,
                     rate_per_s = format!("{rate:.1}"),
                     total = seen.total,
                     "unregistered campaign tag still arriving"
@@ -152,30 +156,80 @@ impl Stats {
             return seen.label.clone();
         }
         let label = if tags.len() < MAX_TAG_LABELS {
-            label_for(tag)
+            tag.value.clone()
         } else {
-            "other".to_string()
+            OTHER.to_string()
         };
-        if tags.len() >= MAX_TAG_LABELS * 10 {
+        if tags.len() >= MAX_TAGS_TRACKED {
             // A spray of random tags: counted under `other`, not logged one by one.
             return label;
         }
         tracing::warn!(
-            tag,
-            path,
+            tag = %tag.value,
+            sent = %tag.raw,
+            %path,
             rate_per_s = "first request",
             "unregistered campaign tag seen for the first time: an unannounced campaign? \
              register it in campaigns.toml"
         );
         tags.insert(
-            tag.to_string(),
+            tag.value.clone(),
             TagSeen {
                 label: label.clone(),
                 total: 1,
                 since_log: 0,
                 last_log_ms: now_ms,
+                last_seen_ms: now_ms,
             },
         );
         label
+    }
+
+    /// Forget tags counted under `other` that nobody sent for [`TAG_IDLE_MS`], so the table
+    /// makes room for (and logs) new ones. Labelled tags stay: their metric series do too.
+    pub fn prune(&self, now_ms: u64) {
+        self.tags.lock().retain(|_, seen| {
+            seen.label != OTHER || now_ms.saturating_sub(seen.last_seen_ms) < TAG_IDLE_MS
+        });
+    }
+
+    /// Tags remembered (labelled or not).
+    pub fn tags_tracked(&self) -> usize {
+        self.tags.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(v: &str) -> Tag {
+        Tag {
+            value: v.into(),
+            raw: v.into(),
+        }
+    }
+
+    #[test]
+    fn the_tag_table_is_bounded_and_forgets_idle_unlabelled_tags() {
+        let s = Stats::default();
+        for i in 0..MAX_TAGS_TRACKED + 50 {
+            let label = s.unregistered_tag(&tag(&format!("t{i}")), "/", 1_000);
+            assert_eq!(
+                label,
+                if i < MAX_TAG_LABELS {
+                    format!("t{i}")
+                } else {
+                    OTHER.into()
+                }
+            );
+        }
+        assert_eq!(s.tags_tracked(), MAX_TAGS_TRACKED);
+        s.prune(1_000 + TAG_IDLE_MS - 1);
+        assert_eq!(s.tags_tracked(), MAX_TAGS_TRACKED, "not idle long enough");
+        // One unlabelled tag is still being sent: it stays, with the labelled ones.
+        s.unregistered_tag(&tag("t500"), "/", 1_000 + TAG_IDLE_MS);
+        s.prune(1_000 + TAG_IDLE_MS);
+        assert_eq!(s.tags_tracked(), MAX_TAG_LABELS + 1);
     }
 }

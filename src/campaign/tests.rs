@@ -80,8 +80,14 @@ fn class(
     now: &str,
 ) -> Option<(String, Action, &'static str, String)> {
     let r = req(uri, headers);
-    classify(c, &r, r.uri.path(), at(now))
-        .map(|x| (x.campaign.to_string(), x.action, x.action.label(), x.tag))
+    classify(c, &r, r.uri.path(), at(now)).map(|x| {
+        (
+            x.campaign.to_string(),
+            x.action,
+            x.action.label(),
+            x.tag.value,
+        )
+    })
 }
 
 #[test]
@@ -230,4 +236,41 @@ fn an_action_applies_only_to_the_methods_and_paths_of_its_scope() {
     );
     // An unregistered tag off its targets passes too.
     assert_eq!(post("/cart?ref=newsletter"), Action::Pass);
+}
+
+#[test]
+fn an_overlong_or_unprintable_tag_counts_as_invalid_and_is_kept_cut() {
+    let c = campaigns(UnregisteredAction::Divert);
+    let long = "x".repeat(65);
+    let got = class(&c, &format!("/x?ref={long}"), &[], IN).unwrap();
+    assert_eq!(
+        (got.0.as_str(), got.3.as_str()),
+        ("unregistered", INVALID_TAG)
+    );
+    assert_eq!(
+        got.1,
+        Action::Divert,
+        "an invalid tag follows the unregistered policy"
+    );
+    let ok = "y".repeat(64);
+    assert_eq!(class(&c, &format!("/x?ref={ok}"), &[], IN).unwrap().3, ok);
+    // Encoded, it is judged by its decoded length; control characters are never a tag.
+    let encoded = "%79".repeat(64);
+    assert_eq!(
+        class(&c, &format!("/x?ref={encoded}"), &[], IN).unwrap().3,
+        ok
+    );
+    for bad in ["a%0Db", "a%00", "x%0Ay"] {
+        assert_eq!(
+            class(&c, &format!("/x?ref={bad}"), &[], IN).unwrap().3,
+            INVALID_TAG,
+            "{bad}"
+        );
+    }
+    // A megabyte cookie: not decoded, kept as 64 bytes for the log.
+    let huge = format!("utm_campaign={}", "z".repeat(1 << 20));
+    let r = req("/x", &[("cookie", &huge)]);
+    let got = classify(&c, &r, "/x", at(IN)).unwrap();
+    assert_eq!(got.tag.value, INVALID_TAG);
+    assert_eq!(got.tag.raw, "z".repeat(MAX_TAG_LEN));
 }

@@ -17,6 +17,10 @@ use crate::client_ip::TrustedProxies;
 use crate::snapshot::ProcessSettings;
 use crate::upstream::Upstream;
 
+/// Default `max_body`: 10 MiB, ten times nginx's 1 MiB `client_max_body_size` (sign-up forms
+/// with an uploaded avatar are larger than 1 MiB; anything bigger is not a form).
+pub const DEFAULT_MAX_BODY: u64 = 10 << 20;
+
 /// Default admin listener: loopback only (CONFIG.md).
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 
@@ -31,6 +35,8 @@ pub(crate) struct Head {
     pub csp_file: Option<Spanned<String>>,
     pub campaigns_file: Option<Spanned<String>>,
     pub access_log: bool,
+    /// `[server] max_body`, the default of every route's.
+    pub max_body: u64,
     pub admin_token: Option<String>,
     pub routes: Vec<RawRoute>,
 }
@@ -44,6 +50,7 @@ pub(super) fn compile_head(doc: DeTable<'_>, base_dir: &Path, rep: &mut Reporter
         csp_file: None,
         campaigns_file: None,
         access_log: true,
+        max_body: DEFAULT_MAX_BODY,
         admin_token: None,
         routes: Vec::new(),
     };

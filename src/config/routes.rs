@@ -190,6 +190,12 @@ fn route(
         Some(m) => int_in::<u32>(m, "max_inflight", 0, 10_000_000, rep),
         None => Some(0),
     };
+    let max_body = match &f.max_body {
+        Some(m) => super::values::size(m.get_ref())
+            .map_err(|e| rep.error(m.span(), e))
+            .ok(),
+        None => Some(head.max_body),
+    };
     let mut limits = Vec::new();
     let mut limits_ok = true;
     let mut limit_names: BTreeMap<String, usize> = BTreeMap::new();
@@ -229,6 +235,7 @@ fn route(
         Some(upstream),
         Some(csp),
         Some(max_inflight),
+        Some(max_body),
         true,
     ) = (
         name,
@@ -238,6 +245,7 @@ fn route(
         upstream,
         csp_choice,
         max_inflight,
+        max_body,
         limits_ok,
     )
     else {
@@ -251,6 +259,7 @@ fn route(
         upstream,
         csp,
         max_inflight,
+        max_body,
         limits,
     })
 }

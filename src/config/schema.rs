@@ -35,6 +35,8 @@ pub struct ServerFile {
     pub pid_file: Option<S<String>>,
     /// Seawall addition: how long SIGTERM waits before stopping the runtimes (default 5s).
     pub grace_period: Option<S<String>>,
+    /// A larger request body gets 413 (a route may set its own).
+    pub max_body: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +83,7 @@ pub struct RouteFile {
     pub upstream: S<String>,
     pub csp: Option<S<String>>,
     pub max_inflight: Option<S<i64>>,
+    pub max_body: Option<S<String>>,
 }
 
 /// `[[routes.limits]]`, and the inline `limit = {...}` of campaigns (where `name` is optional).

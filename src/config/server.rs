@@ -108,6 +108,12 @@ pub(super) fn server_settings(
     head.csp_file = s.csp_file;
     head.campaigns_file = s.campaigns_file;
     head.access_log = s.access_log.unwrap_or(true);
+    if let Some(m) = &s.max_body {
+        match values::size(m.get_ref()) {
+            Ok(n) => head.max_body = n,
+            Err(e) => rep.error(m.span(), e),
+        }
+    }
     let path_or = |v: &Option<Spanned<String>>, d: &str| {
         v.as_ref()
             .map_or_else(|| d.into(), |p| resolve(base_dir, p.get_ref()))

@@ -21,6 +21,35 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A size in bytes: `"512"`, `"64KiB"`, `"10MiB"`, `"1GiB"` (powers of 1024), or `"64kB"`, `"10MB"`,
+/// `"1GB"` (powers of 1000). Zero is refused: a zero limit is a typo.
+pub fn size(s: &str) -> Result<u64, String> {
+    let bad =
+        || format!("invalid size {s:?}: write e.g. \"64KiB\", \"10MiB\" or a number of bytes");
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(bad()),
+    };
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))?;
+    if bytes == 0 {
+        return Err(format!("size {s:?} must be greater than zero"));
+    }
+    Ok(bytes)
+}
+
+/// A rate as nginx writes it, `N r/s`, `N r/m`, plus Seawall's `N r/h`.
 pub fn rate(s: &str) -> Result<Rate, String> {
     let bad = || format!("invalid rate {s:?}: write N r/s, N r/m or N r/h, e.g. \"10r/s\"");
     let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
@@ -173,6 +202,20 @@ mod tests {
         assert!(rate("10r/d").is_err());
         assert!(rate("0r/s").is_err());
         assert!(rate("-1r/s").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size("512").unwrap(), 512);
+        assert_eq!(size("64KiB").unwrap(), 65_536);
+        assert_eq!(size("10MiB").unwrap(), 10 << 20);
+        assert_eq!(size(" 1 GiB ").unwrap(), 1 << 30);
+        assert_eq!(size("64kB").unwrap(), 64_000);
+        assert!(size("0").unwrap_err().contains("greater than zero"));
+        assert!(size("10 mb").is_err());
+        assert!(size("-1").is_err());
+        assert!(size("MiB").is_err());
+        assert!(size("99999999999GiB").unwrap_err().contains("too large"));
     }
 
     #[test]

@@ -148,12 +148,13 @@ pub async fn serve(
             .with_label_values(&[policy, report::directive_label(&v.directive), &host])
             .inc();
         if state.report_log.allow(now, 1000).is_some() {
+            use crate::logging::{FIELD_MAX, cut};
             tracing::info!(
                 policy,
-                directive = %v.directive,
-                blocked = %v.blocked,
-                document = %v.document,
-                disposition = %v.disposition,
+                directive = %cut(&v.directive, FIELD_MAX),
+                blocked = %cut(&v.blocked, FIELD_MAX),
+                document = %cut(&v.document, FIELD_MAX),
+                disposition = %cut(&v.disposition, FIELD_MAX),
                 client = %client,
                 "CSP violation reported (a sample: at most one line per second)"
             );
