@@ -246,6 +246,12 @@ impl BackgroundService for LimiterUpkeep {
                     self.state.campaigns.tick(&snap.campaigns, &self.state.metrics);
                     if every_ten {
                         self.state.campaigns.prune(now);
+                        let gone = self.state.report_hosts.expire(now);
+                        if !gone.is_empty() {
+                            crate::metrics::remove_stale(&self.state.metrics.csp_violations, |l| {
+                                !gone.iter().any(|g| g == crate::metrics::label(l, "blocked_host"))
+                            });
+                        }
                     }
                 }
             }

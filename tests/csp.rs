@@ -418,3 +418,71 @@ async fn the_report_endpoint_bounds_what_it_accepts() {
     }
     assert!(limited >= 20, "only {limited} of 80 reports were refused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_forged_report_cannot_take_the_blocked_host_labels() {
+    let html = TestUpstream::start("html").await;
+    let sw = Kit::new()
+        .csp(CSP)
+        .server("trusted_proxies = [\"127.0.0.1/32\"]")
+        .start(&format!(
+            "[upstreams.html]\nservers = [\"{}\"]\n[[routes]]\nname = \"site\"\nupstream = \"html\"\n",
+            html.addr
+        ));
+    let report = |hosts: Vec<String>| {
+        let items: Vec<String> = hosts
+            .iter()
+            .map(|h| {
+                format!(
+                    r#"{{"type":"csp-violation","body":{{"documentURL":"http://shop.test/","blockedURL":"https://{h}/x.js","effectiveDirective":"script-src-elem","disposition":"enforce"}}}}"#
+                )
+            })
+            .collect();
+        format!("[{}]", items.join(","))
+    };
+    let send = |client: &'static str, body: String| {
+        sw.client
+            .post(sw.url("/_seawall/csp-report?policy=shop"))
+            .header("content-type", "application/reports+json")
+            .header("x-forwarded-for", client)
+            .body(body)
+            .send()
+    };
+    // One anonymous client names 100 hosts, in five reports.
+    for batch in 0..5 {
+        let hosts = (0..20)
+            .map(|i| format!("fake{}.test", batch * 20 + i))
+            .collect();
+        assert_eq!(
+            send("198.51.100.7", report(hosts)).await.unwrap().status(),
+            204
+        );
+    }
+    // Real visitors then report the host the page really blocks: it gets its own label.
+    for visitor in ["203.0.113.1", "203.0.113.2"] {
+        let r = send(visitor, report(vec!["tracker.example.net".into()])).await;
+        assert_eq!(r.unwrap().status(), 204);
+    }
+    let labels = |h: &'static str| {
+        [
+            ("policy", "shop"),
+            ("directive", "script-src-elem"),
+            ("blocked_host", h),
+        ]
+    };
+    sw.expect_metric(
+        "seawall_csp_violations_total",
+        &labels("tracker.example.net"),
+        2.0,
+    )
+    .await;
+    // The forger got five labels; the other 95 of its hosts count as "other".
+    sw.expect_metric("seawall_csp_violations_total", &labels("other"), 95.0)
+        .await;
+    let page = sw.admin_get("/metrics").await.text().await.unwrap();
+    let fake_labels = page
+        .lines()
+        .filter(|l| l.starts_with("seawall_csp_violations_total") && l.contains("fake"))
+        .count();
+    assert_eq!(fake_labels, 5);
+}

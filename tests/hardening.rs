@@ -222,3 +222,42 @@ async fn a_megabyte_campaign_cookie_is_counted_as_invalid_and_logged_cut() {
     );
     assert_eq!(n, Some(1.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_with_control_characters_never_reach_a_metric_label() {
+    let app = TestUpstream::start("app").await;
+    let sw = Kit::new()
+        .campaigns("tag_sources = [\"query:ref\"]\n[unregistered]\naction = \"pass\"\n")
+        .start(&format!(
+            "[upstreams.app]\nservers = [\"{}\"]\n[[routes]]\nname = \"all\"\nupstream = \"app\"\n",
+            app.addr
+        ));
+    for tag in [
+        "evil%0D%0Ainjected_total%201",
+        "nul%00byte",
+        "tab%09tag",
+        "fine-tag",
+    ] {
+        assert_eq!(sw.get(&format!("/?ref={tag}")).await.status(), 200);
+    }
+    sw.expect_metric(
+        "seawall_campaign_unregistered_tags_total",
+        &[("tag", "invalid")],
+        3.0,
+    )
+    .await;
+    let page = sw.admin_get("/metrics").await.bytes().await.unwrap();
+    assert!(!page.contains(&b'\r'), "a raw CR in /metrics");
+    assert!(!page.contains(&0), "a raw NUL in /metrics");
+    assert!(!page.contains(&b'\t'), "a raw tab in /metrics");
+    let text = String::from_utf8(page.to_vec()).unwrap();
+    assert!(!text.contains("injected_total"), "{text}");
+    assert_eq!(
+        common::sample(
+            &text,
+            "seawall_campaign_unregistered_tags_total",
+            &[("tag", "fine-tag")]
+        ),
+        Some(1.0)
+    );
+}

@@ -140,8 +140,11 @@ pub async fn serve(
         Some(p) if snap.csp.policies.contains_key(p) => p,
         _ => "unknown",
     };
+    let client_key = crate::limits::keys::client_ip(client);
     for v in &violations {
-        let host = state.report_hosts.label(report::blocked_host(&v.blocked));
+        let host = state
+            .report_hosts
+            .label(report::blocked_host(&v.blocked), client_key, now);
         state
             .metrics
             .csp_violations

@@ -5,7 +5,7 @@
 //! "body": {...}}`). Bodies are bounded, the endpoint is rate-limited per client, and every
 //! value that becomes a metric label comes from a bounded set.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -16,8 +16,19 @@ use super::source::{OTHER_DIRECTIVES, SOURCE_LIST_DIRECTIVES};
 pub const MAX_BODY: usize = 64 * 1024;
 /// Distinct blocked hosts that get their own label; later ones count as `other`.
 pub const MAX_HOST_LABELS: usize = 100;
-/// The most violations read from one Reporting API batch.
-const MAX_PER_BATCH: usize = 100;
+/// The most violations read from one Reporting API batch (a page load sends a few).
+const MAX_PER_BATCH: usize = 20;
+/// New host labels one client may introduce: 5 at once, then one about every 17 minutes. A real
+/// browser reports the few hosts a page blocks; a forged report naming 100 hosts gets 5.
+pub const NEW_LABELS_PER_CLIENT: crate::limits::limiter::Params = crate::limits::limiter::Params {
+    rate_m: 5 * 1000 / 3600,
+    burst_m: 4_000,
+    delay_m: u64::MAX,
+    max_keys: 10_000,
+};
+/// A host label nobody reported for this long is dropped, with its series: labels forged once
+/// do not stay for good.
+pub const LABEL_IDLE_MS: u64 = 3_600_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -137,23 +148,59 @@ pub fn directive_label(d: &str) -> &str {
     }
 }
 
-/// Keeps the host label set bounded across all reports of the process.
-#[derive(Default)]
+/// The host labels of `seawall_csp_violations_total`: at most [`MAX_HOST_LABELS`], each client
+/// introducing few new ones ([`NEW_LABELS_PER_CLIENT`]), idle ones expiring
+/// ([`LABEL_IDLE_MS`]). So one anonymous report cannot fill the set and turn every later real
+/// host into `other`.
 pub struct HostLabels {
-    seen: Mutex<HashSet<String>>,
+    /// Label -> last time (ms) it was reported.
+    seen: Mutex<HashMap<String, u64>>,
+    introductions: crate::limits::limiter::Limiter,
+}
+
+impl Default for HostLabels {
+    fn default() -> Self {
+        HostLabels {
+            seen: Mutex::default(),
+            introductions: crate::limits::limiter::Limiter::new(NEW_LABELS_PER_CLIENT),
+        }
+    }
 }
 
 impl HostLabels {
-    pub fn label(&self, host: String) -> String {
+    /// The label for `host` reported by the client keyed `client` (a limiter key).
+    pub fn label(&self, host: String, client: u64, now_ms: u64) -> String {
+        use crate::limits::limiter::Lookup;
         let mut seen = self.seen.lock();
-        if seen.contains(&host) {
+        if let Some(last) = seen.get_mut(&host) {
+            *last = now_ms;
             return host;
         }
-        if seen.len() < MAX_HOST_LABELS {
-            seen.insert(host.clone());
+        let room = seen.len() < MAX_HOST_LABELS;
+        if room
+            && !matches!(
+                self.introductions.lookup(client, now_ms, true),
+                Lookup::Reject { .. }
+            )
+        {
+            seen.insert(host.clone(), now_ms);
             return host;
         }
         "other".into()
+    }
+
+    /// Drop the labels nobody reported for [`LABEL_IDLE_MS`]; returns them, so their series can
+    /// be removed too.
+    pub fn expire(&self, now_ms: u64) -> Vec<String> {
+        let mut gone = Vec::new();
+        self.seen.lock().retain(|host, last| {
+            let keep = now_ms.saturating_sub(*last) < LABEL_IDLE_MS;
+            if !keep {
+                gone.push(host.clone());
+            }
+            keep
+        });
+        gone
     }
 }
 
@@ -202,11 +249,39 @@ mod tests {
         assert_eq!(blocked_host("https://a\"b/"), "other");
         assert_eq!(directive_label("script-src"), "script-src");
         assert_eq!(directive_label("made-up"), "other");
+        // Each client may bring in a few labels; many clients may fill the set, no more.
         let h = HostLabels::default();
         for i in 0..MAX_HOST_LABELS {
-            assert_eq!(h.label(format!("h{i}.test")), format!("h{i}.test"));
+            assert_eq!(
+                h.label(format!("h{i}.test"), i as u64, 1_000),
+                format!("h{i}.test")
+            );
         }
-        assert_eq!(h.label("new.test".into()), "other");
-        assert_eq!(h.label("h1.test".into()), "h1.test");
+        assert_eq!(h.label("new.test".into(), 9_999, 1_000), "other");
+        assert_eq!(h.label("h1.test".into(), 9_999, 1_000), "h1.test");
+    }
+
+    #[test]
+    fn one_client_cannot_fill_the_labels_and_idle_labels_expire() {
+        let h = HostLabels::default();
+        let forged: Vec<String> = (0..MAX_HOST_LABELS)
+            .map(|i| h.label(format!("fake{i}.test"), 7, 1_000))
+            .collect();
+        assert_eq!(forged.iter().filter(|l| *l != "other").count(), 5);
+        // A real host reported by a real visitor still gets its label.
+        assert_eq!(
+            h.label("cdn.example.com".into(), 8, 2_000),
+            "cdn.example.com"
+        );
+        // An hour later the forged labels expire; the one still reported stays.
+        assert_eq!(
+            h.label("cdn.example.com".into(), 8, LABEL_IDLE_MS),
+            "cdn.example.com"
+        );
+        let mut gone = h.expire(1_000 + LABEL_IDLE_MS);
+        gone.sort();
+        assert_eq!(gone.len(), 5);
+        assert!(gone.iter().all(|g| g.starts_with("fake")));
+        assert!(h.expire(1_000 + LABEL_IDLE_MS).is_empty());
     }
 }
