@@ -18,6 +18,11 @@ impl TrustedProxies {
         Self { nets }
     }
 
+    /// The trusted networks, as configured.
+    pub fn nets(&self) -> &[IpNet] {
+        &self.nets
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.nets.iter().any(|n| n.contains(&ip))

@@ -1,12 +1,36 @@
-//! What a reload changed, in words an SRE reads in the log.
+//! What a reload changed, in words an SRE reads in the log and in `/-/config`.
+//!
+//! Every setting of the three files is covered: the server's reloadable settings, each route
+//! (matchers, target, CSP, caps, body limit) and its limits, each upstream, csp.toml's head and
+//! policies, campaigns.toml's head, `[unregistered]` and each launch. Items are compared
+//! structurally and only what differs is formatted, so a reload of a large config stays cheap.
+//! The process settings that need a restart are reported apart ([`crate::reload::needs_restart`]).
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
 
-use crate::csp::CspChoice;
+use crate::campaign::{Launch, Scope};
+use crate::csp::{CspChoice, Policy};
 use crate::limits::LimitSpec;
+use crate::limits::registry::BoundLimit;
 use crate::routing::{PathMatch, Route};
 use crate::snapshot::Snapshot;
 use crate::upstream::Upstream;
+
+fn list<T: Display>(items: impl IntoIterator<Item = T>, empty: &str) -> String {
+    let v: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    if v.is_empty() {
+        empty.to_string()
+    } else {
+        v.join(",")
+    }
+}
+
+fn methods(m: &Option<Vec<http::Method>>) -> String {
+    m.as_ref().map_or("any method".into(), |m| {
+        list(m.iter().map(|m| m.as_str()), "none")
+    })
+}
 
 fn route_summary(r: &Route) -> String {
     let path = match &r.path {
@@ -19,22 +43,22 @@ fn route_summary(r: &Route) -> String {
         .host
         .as_ref()
         .map_or("any host".to_string(), |h| format!("host {h}"));
-    let methods = r.methods.as_ref().map_or("any method".to_string(), |m| {
-        m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")
-    });
     let csp = match &r.csp {
         CspChoice::Off => "off".to_string(),
         CspChoice::Policy(p) => p.name.to_string(),
     };
     format!(
-        "{host}, {path}, {methods}, upstream {}, csp {csp}, max_inflight {}",
-        r.upstream.name, r.max_inflight
+        "{host}, {path}, {}, upstream {}, csp {csp}, max_inflight {}, max_body {}",
+        methods(&r.methods),
+        r.upstream.name,
+        r.max_inflight,
+        r.max_body
     )
 }
 
 fn limit_summary(l: &LimitSpec) -> String {
     format!(
-        "key {} rate {} burst {}{}{}{} status {} max_keys {}",
+        "key {} rate {} burst {}{}{}{} status {} max_keys {} exempt {}",
         l.key,
         l.rate,
         l.burst,
@@ -46,27 +70,77 @@ fn limit_summary(l: &LimitSpec) -> String {
         },
         if l.dry_run { " dry_run" } else { "" },
         l.status.as_u16(),
-        l.max_keys
+        l.max_keys,
+        list(&l.exempt, "none")
     )
 }
 
+fn bound_summary(l: &Option<BoundLimit>) -> String {
+    l.as_ref().map_or("none".into(), |b| limit_summary(&b.spec))
+}
+
 fn upstream_summary(u: &Upstream) -> String {
-    let servers: Vec<String> = u.servers.iter().map(ToString::to_string).collect();
+    let t = &u.transport;
     format!(
-        "servers {} connect {:?} read {:?} max_inflight {} health {}",
-        servers.join(","),
+        "servers {} connect {:?} read {:?} write {:?} max_inflight {} health {}{}{}{}",
+        list(&u.servers, "none"),
         u.connect_timeout,
         u.read_timeout,
+        u.write_timeout,
         u.max_inflight,
         u.health.as_ref().map_or("none".to_string(), |h| format!(
-            "{} every {:?}",
-            h.path, h.interval
-        ))
+            "{} every {:?} timeout {:?}",
+            h.path, h.interval, h.timeout
+        )),
+        if t.tls { " tls" } else { "" },
+        if t.sni.is_empty() {
+            String::new()
+        } else {
+            format!(" sni {}", t.sni)
+        },
+        if t.http2 { " http2" } else { "" },
+    )
+}
+
+fn policy_summary(p: &Policy) -> String {
+    format!(
+        "{:?} upstream_csp {:?}{} report_only_policy {}: {}",
+        p.mode,
+        p.upstream_csp,
+        if p.nonce { " nonce" } else { "" },
+        p.report_only.as_ref().map_or("none", |c| &c.name),
+        p.header_value
+    )
+}
+
+fn scope_summary(s: &Scope) -> String {
+    format!(
+        "targets {} methods {}",
+        list(&s.targets, "any path"),
+        methods(&s.methods)
+    )
+}
+
+fn launch_summary(l: &Launch) -> String {
+    format!(
+        "tags {} action {:?} window {}..{} {} limit {} expected_peak_rps {} expected_volume {} \
+         owner {} ticket {} new_fields {}",
+        l.tags.join(","),
+        l.action,
+        l.starts.map_or("-".into(), |t| t.to_string()),
+        l.ends.map_or("-".into(), |t| t.to_string()),
+        scope_summary(&l.scope),
+        bound_summary(&l.limit),
+        l.expected_peak_rps.map_or("-".into(), |r| r.to_string()),
+        l.expected_volume.as_deref().unwrap_or("-"),
+        l.owner.as_deref().unwrap_or("-"),
+        l.ticket.as_deref().unwrap_or("-"),
+        list(&l.new_fields, "none"),
     )
 }
 
 /// Compare two keyed sets: one line per added, removed or changed item. Summaries are only
-/// written for what differs (`same` decides), so a reload of a large config stays cheap.
+/// written for what differs (`same` decides).
 fn compare<T: ?Sized>(
     kind: &str,
     old: &BTreeMap<String, &T>,
@@ -91,6 +165,13 @@ fn compare<T: ?Sized>(
     }
 }
 
+/// One setting: a line when its shown value differs.
+fn setting(name: &str, old: String, new: String, out: &mut Vec<String>) {
+    if old != new {
+        out.push(format!("{name} changed: {old} -> {new}"));
+    }
+}
+
 fn same_route(a: &Route, b: &Route) -> bool {
     let path_eq = match (&a.path, &b.path) {
         (PathMatch::Any, PathMatch::Any) => true,
@@ -105,28 +186,40 @@ fn same_route(a: &Route, b: &Route) -> bool {
         && a.upstream.name == b.upstream.name
         && a.csp == b.csp
         && a.max_inflight == b.max_inflight
-}
-
-fn launch_summary(l: &crate::campaign::Launch) -> String {
-    format!(
-        "tags {} action {:?} window {}..{} targets {} methods {} limit {}",
-        l.tags.join(","),
-        l.action,
-        l.starts.map_or("-".into(), |t| t.to_string()),
-        l.ends.map_or("-".into(), |t| t.to_string()),
-        l.scope.targets.join(","),
-        l.scope.methods.as_ref().map_or("any".into(), |m| {
-            m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")
-        }),
-        l.limit
-            .as_ref()
-            .map_or("none".into(), |b| limit_summary(&b.spec))
-    )
+        && a.max_body == b.max_body
 }
 
 /// A short human-readable account of what changed from `old` to `new`, one line per change.
 pub fn describe(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     let mut out = Vec::new();
+    setting(
+        "server.trusted_proxies",
+        list(old.trusted.nets(), "none"),
+        list(new.trusted.nets(), "none"),
+        &mut out,
+    );
+    setting(
+        "server.access_log",
+        old.access_log.to_string(),
+        new.access_log.to_string(),
+        &mut out,
+    );
+    let token = |s: &Snapshot| {
+        if s.admin_token.is_some() {
+            "set"
+        } else {
+            "not set"
+        }
+        .to_string()
+    };
+    if old.admin_token != new.admin_token {
+        out.push(format!(
+            "server.admin_token_file changed: token {} -> {}",
+            token(old),
+            token(new)
+        ));
+    }
+
     fn routes(s: &Snapshot) -> BTreeMap<String, &Route> {
         s.routes.iter().map(|r| (r.name.to_string(), r)).collect()
     }
@@ -174,7 +267,27 @@ pub fn describe(old: &Snapshot, new: &Snapshot) -> Vec<String> {
         upstream_summary,
         &mut out,
     );
-    fn policies(s: &Snapshot) -> BTreeMap<String, &crate::csp::Policy> {
+
+    let (oc, nc) = (&old.csp, &new.csp);
+    setting(
+        "csp.report_path",
+        oc.report_path.clone().unwrap_or_else(|| "none".into()),
+        nc.report_path.clone().unwrap_or_else(|| "none".into()),
+        &mut out,
+    );
+    setting(
+        "csp.content_types",
+        list(&oc.content_types, "none"),
+        list(&nc.content_types, "none"),
+        &mut out,
+    );
+    let default = |c: &crate::csp::CspConfig| {
+        c.default_policy
+            .as_ref()
+            .map_or("off".to_string(), |p| p.name.to_string())
+    };
+    setting("csp.default_policy", default(oc), default(nc), &mut out);
+    fn policies(s: &Snapshot) -> BTreeMap<String, &Policy> {
         s.csp
             .policies
             .iter()
@@ -185,11 +298,47 @@ pub fn describe(old: &Snapshot, new: &Snapshot) -> Vec<String> {
         "CSP policy",
         &policies(old),
         &policies(new),
-        |a, b| a == b,
-        |p| format!("{:?} {}", p.mode, p.header_value),
+        |a, b| policy_summary(a) == policy_summary(b),
+        policy_summary,
         &mut out,
     );
-    fn launches(s: &Snapshot) -> BTreeMap<String, &crate::campaign::Launch> {
+
+    let (oc, nc) = (&old.campaigns, &new.campaigns);
+    setting(
+        "campaigns.tag_sources",
+        list(&oc.tag_sources, "none"),
+        list(&nc.tag_sources, "none"),
+        &mut out,
+    );
+    let ingest = |c: &crate::campaign::Campaigns| {
+        c.ingest
+            .as_ref()
+            .map_or("none".to_string(), |u| u.name.to_string())
+    };
+    setting(
+        "campaigns.ingest_upstream",
+        ingest(oc),
+        ingest(nc),
+        &mut out,
+    );
+    let (ou, nu) = (&oc.unregistered, &nc.unregistered);
+    setting(
+        "campaigns [unregistered]",
+        format!(
+            "action {:?} {} limit {}",
+            ou.action,
+            scope_summary(&ou.scope),
+            bound_summary(&ou.limit)
+        ),
+        format!(
+            "action {:?} {} limit {}",
+            nu.action,
+            scope_summary(&nu.scope),
+            bound_summary(&nu.limit)
+        ),
+        &mut out,
+    );
+    fn launches(s: &Snapshot) -> BTreeMap<String, &Launch> {
         s.campaigns
             .launches
             .iter()

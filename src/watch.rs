@@ -29,6 +29,8 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 const POLL: Duration = Duration::from_secs(1);
 /// How long a changed file must stay the same before it is loaded.
 const SETTLE: Duration = Duration::from_millis(50);
+/// How many SETTLE periods an empty file gets to be written before it is loaded as it is.
+const EMPTY_WAITS: usize = 20;
 
 /// The three files of the live config (or, after a failed reload, of the attempt).
 fn config_files(state: &State) -> Vec<PathBuf> {
@@ -166,14 +168,19 @@ impl BackgroundService for Watcher {
                             }
                             now = again;
                         }
-                        // An empty file is a save in progress (no config is empty): wait for the
-                        // write; the next event or the periodic check brings it.
-                        let empty = files
-                            .iter()
-                            .any(|f| std::fs::metadata(f).is_ok_and(|m| m.len() == 0));
-                        if empty {
-                            continue;
+                        // An empty file is most often a save in progress (truncate, then
+                        // write): give the write a moment. One that stays empty is loaded like
+                        // any other file, so its errors are reported, not silently skipped.
+                        for _ in 0..EMPTY_WAITS {
+                            let empty = files
+                                .iter()
+                                .any(|f| std::fs::metadata(f).is_ok_and(|m| m.len() == 0));
+                            if !empty {
+                                break;
+                            }
+                            tokio::time::sleep(SETTLE).await;
                         }
+                        now = digests(&files);
                         last = now;
                         self.reload("file change").await;
                         // The new config may name other files; follow them.

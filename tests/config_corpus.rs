@@ -295,10 +295,10 @@ path_prefx = "/"
   brust = 10
 "#),
         expect: &[
-            "seawall.toml:3:1: error: unknown field `treads`, expected one of `listen`, `tls`, `admin_listen`, `admin_token_file`, `trusted_proxies`, `threads`, `csp_file`, `campaigns_file`, `access_log`, `upgrade_sock`, `pid_file`, `grace_period`",
+            "seawall.toml:3:1: error: unknown field `treads`, expected one of `listen`, `tls`, `admin_listen`, `admin_token_file`, `trusted_proxies`, `threads`, `csp_file`, `campaigns_file`, `access_log`, `upgrade_sock`, `pid_file`, `grace_period`, `max_body`",
             "seawall.toml:5:1: error: missing field `servers`",
             "seawall.toml:6:1: error: unknown field `server`, expected one of `servers`, `connect_timeout`, `read_timeout`, `write_timeout`, `health_check`, `max_inflight`, `tls`, `sni`, `http2`",
-            "seawall.toml:11:1: error: unknown field `path_prefx`, expected one of `name`, `host`, `path`, `path_prefix`, `path_regex`, `methods`, `upstream`, `csp`, `max_inflight`",
+            "seawall.toml:11:1: error: unknown field `path_prefx`, expected one of `name`, `host`, `path`, `path_prefix`, `path_regex`, `methods`, `upstream`, `csp`, `max_inflight`, `max_body`",
             "seawall.toml:17:3: error: unknown field `brust`, expected one of `name`, `key`, `rate`, `burst`, `nodelay`, `delay`, `dry_run`, `status`, `max_keys`, `exempt`",
         ],
         ..NONE
@@ -1041,6 +1041,26 @@ upstream = "app"
             "seawall.toml:9:15: warning: path \"/api//v1/%7Euser\" is matched as \"/api/v1/~user\", the form requests are matched in",
             "seawall.toml:14:8: error: path \"/files%2Fsecret\": the path has an encoded '/' (%2F) in a segment",
         ],
+        ..NONE
+    },
+    Case {
+        name: "main_trusting_every_address_is_warned_about",
+        main: t(r#"[server]
+listen = ["127.0.0.1:8080"]
+trusted_proxies = ["10.0.0.0/8", "0.0.0.0/0", "::/0"]
+
+[upstreams.app]
+servers = ["127.0.0.1:3000"]
+
+[[routes]]
+name = "site"
+upstream = "app"
+"#),
+        expect: &[
+            "seawall.toml:3:34: warning: trusted_proxies 0.0.0.0/0 trusts every address: any client can set its own X-Forwarded-For, and so choose its rate-limit key and the address the app sees; list only your load balancers",
+            "seawall.toml:3:47: warning: trusted_proxies ::/0 trusts every address: any client can set its own X-Forwarded-For, and so choose its rate-limit key and the address the app sees; list only your load balancers",
+        ],
+        run_binary: true,
         ..NONE
     },
     Case {

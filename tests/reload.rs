@@ -185,6 +185,29 @@ async fn a_broken_file_keeps_the_old_config_until_it_is_fixed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saving_an_empty_file_is_a_reported_failed_reload_not_silence() {
+    let app = TestUpstream::start("app").await;
+    let sw = Kit::new().start(&limited(&app, 1));
+    std::fs::write(sw.config_path(), "").unwrap();
+    let failed = || async {
+        let v: serde_json::Value = sw.admin_get("/-/config").await.json().await.unwrap();
+        v["last_reload"]["ok"] == false
+    };
+    // Within the watcher's grace for a save in progress, plus the usual second.
+    assert_eventually!(
+        LIVE_WITHIN + std::time::Duration::from_secs(1),
+        "the empty file is loaded and its failure recorded",
+        failed().await
+    );
+    let v: serde_json::Value = sw.admin_get("/-/config").await.json().await.unwrap();
+    assert_eq!(v["generation"], 1);
+    let error = v["last_reload"]["error"].as_str().unwrap();
+    assert!(error.contains("missing [server] section"), "{error}");
+    // The old config still serves.
+    assert_eq!(statuses(&sw, 1).await, [200]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn touching_a_file_without_changing_it_does_not_reload() {
     let app = TestUpstream::start("app").await;
     let sw = Kit::new().start(&limited(&app, 0));
@@ -192,6 +215,35 @@ async fn touching_a_file_without_changing_it_does_not_reload() {
     std::fs::write(sw.config_path(), &text).unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(generation(&sw), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_to_the_unregistered_action_or_trusted_proxies_is_in_the_change_log() {
+    let app = TestUpstream::start("app").await;
+    let campaigns = "tag_sources = [\"query:ref\"]\n[unregistered]\naction = \"pass\"\n";
+    let kit = Kit::new().campaigns(campaigns);
+    let sw = Kit::new().campaigns(campaigns).start(&limited(&app, 1));
+    std::fs::write(
+        sw.dir.path().join("campaigns.toml"),
+        campaigns.replace("\"pass\"", "\"reject\""),
+    )
+    .unwrap();
+    assert_eventually!(LIVE_WITHIN, "generation 2", generation(&sw) == 2);
+    let v: serde_json::Value = sw.admin_get("/-/config").await.json().await.unwrap();
+    let changes = v["last_changes"].to_string();
+    assert!(
+        changes.contains("campaigns [unregistered] changed: action Pass"),
+        "{changes}"
+    );
+    assert!(changes.contains("-> action Reject"), "{changes}");
+    let kit = kit.server("trusted_proxies = [\"10.0.0.0/8\"]");
+    sw.rewrite(&kit, &limited(&app, 1));
+    assert_eventually!(LIVE_WITHIN, "generation 3", generation(&sw) == 3);
+    let v: serde_json::Value = sw.admin_get("/-/config").await.json().await.unwrap();
+    assert_eq!(
+        v["last_changes"],
+        serde_json::json!(["server.trusted_proxies changed: none -> 10.0.0.0/8"])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -90,7 +90,19 @@ pub(super) fn server_settings(
     let mut nets = Vec::new();
     for p in &s.trusted_proxies {
         match values::network(p.get_ref()) {
-            Ok(n) => nets.push(n),
+            Ok(n) => {
+                if n.prefix_len() == 0 {
+                    rep.warn(
+                        p.span(),
+                        format!(
+                            "trusted_proxies {n} trusts every address: any client can set its \
+                             own X-Forwarded-For, and so choose its rate-limit key and the \
+                             address the app sees; list only your load balancers"
+                        ),
+                    );
+                }
+                nets.push(n);
+            }
             Err(e) => rep.error(p.span(), e),
         }
     }
