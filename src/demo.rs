@@ -159,6 +159,7 @@ fn config_dir(args: &DemoArgs) -> std::io::Result<PathBuf> {
     }
     let dir = std::env::temp_dir().join(format!("seawall-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    server::remove_on_exit(dir.clone());
     for (name, text) in EMBEDDED {
         std::fs::write(dir.join(name), text)?;
     }

@@ -12,6 +12,14 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub const X_SEAWALL_CAMPAIGN: HeaderName = HeaderName::from_static("x-seawall-campaign");
+/// Forwarding headers only a trusted proxy may send; dropped from anyone else's request.
+/// X-Forwarded-For and X-Forwarded-Proto are rewritten instead, X-Real-IP is always ours.
+pub const UNTRUSTED_FORWARDING: [HeaderName; 4] = [
+    HeaderName::from_static("forwarded"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+];
 /// The IETF draft's `RateLimit-Policy` (see `limits::request`).
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// The IETF draft's `RateLimit` (see `limits::request`).

@@ -232,6 +232,13 @@ impl ProxyHttp for Proxy {
         }
         crate::client_ip::write_ip(&mut xff, ctx.client.peer);
         up.insert_header(X_FORWARDED_FOR, xff)?;
+        // The other forwarding headers are believed from a trusted proxy only, like
+        // X-Forwarded-For: a client must not tell the app which host or scheme it reached.
+        if !ctx.client.peer_trusted {
+            for h in UNTRUSTED_FORWARDING {
+                up.remove_header(&h);
+            }
+        }
         let mut real_ip = Vec::with_capacity(16);
         crate::client_ip::write_ip(&mut real_ip, ctx.client.ip);
         up.insert_header(X_REAL_IP, real_ip)?;

@@ -366,10 +366,34 @@ impl ShutdownSignalWatch for ProcessSignals {
             _ = term.recv() => ShutdownSignal::GracefulTerminate,
             _ = int.recv() => {
                 tracing::info!("SIGINT: stopping now");
-                std::process::exit(130);
+                exit(130);
             }
         }
     }
+}
+
+/// Paths removed when the process exits (`seawall demo`'s temporary config directory).
+static REMOVE_ON_EXIT: std::sync::Mutex<Vec<std::path::PathBuf>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Remove `dir` (and what it holds) when this process exits through [`run_process`] or SIGINT.
+pub fn remove_on_exit(dir: std::path::PathBuf) {
+    REMOVE_ON_EXIT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(dir);
+}
+
+/// Exit now, removing what [`remove_on_exit`] was given first.
+fn exit(code: i32) -> ! {
+    for dir in REMOVE_ON_EXIT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+    {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    std::process::exit(code)
 }
 
 /// Run a built server as this process until a signal ends it.
@@ -377,7 +401,7 @@ pub fn run_process(server: Server) -> ! {
     server.run(RunArgs {
         shutdown_signal: Box::new(ProcessSignals),
     });
-    std::process::exit(0)
+    exit(0)
 }
 
 /// A shutdown trigger for an in-process server (tests, demo).

@@ -25,13 +25,16 @@ impl Drop for Demo {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_the_shop_through_seawall() {
+    // From a directory without conf/demo (as after `cargo install`): the copies built into the
+    // binary are written to a temporary directory, removed again when the demo stops.
     let child = Command::new(env!("CARGO_BIN_EXE_seawall"))
-        .args(["demo", "--dir", "conf/demo"])
+        .args(["demo", "--dir", "/nonexistent/seawall-demo-config"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start seawall demo");
-    let _demo = Demo(child);
+    let temp = std::env::temp_dir().join(format!("seawall-demo-{}", child.id()));
+    let demo = Demo(child);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -116,4 +119,17 @@ async fn demo_serves_the_shop_through_seawall() {
         assert!(Instant::now() < deadline, "metrics never showed {want}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A tagged page view (the newsletter link) shows the shop, not the ingestion sink.
+    let page = client
+        .get("http://127.0.0.1:8080/?utm_campaign=newsletter")
+        .send()
+        .await
+        .unwrap();
+    assert!(page.text().await.unwrap().contains("<h1>Demo shop</h1>"));
+    assert!(
+        temp.join("seawall.toml").is_file(),
+        "the demo config is in {temp:?}"
+    );
+    drop(demo);
+    assert!(!temp.exists(), "{temp:?} was left behind");
 }

@@ -261,3 +261,41 @@ async fn tags_with_control_characters_never_reach_a_metric_label() {
         Some(1.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_are_believed_from_trusted_proxies_only() {
+    let app = TestUpstream::start("app").await;
+    let body = format!(
+        "[upstreams.app]\nservers = [\"{}\"]\n[[routes]]\nname = \"all\"\nupstream = \"app\"\n",
+        app.addr
+    );
+    let forged = [
+        ("forwarded", "for=1.2.3.4;host=admin.internal;proto=https"),
+        ("x-forwarded-host", "admin.internal"),
+        ("x-forwarded-port", "8443"),
+        ("x-forwarded-prefix", "/admin"),
+    ];
+    let send = |sw: &common::Seawall| {
+        let mut r = sw.client.get(sw.url("/"));
+        for (k, v) in forged {
+            r = r.header(k, v);
+        }
+        r.send()
+    };
+    // A client that is not a trusted proxy: dropped before the app sees them.
+    let sw = Kit::new().start(&body);
+    assert_eq!(send(&sw).await.unwrap().status(), 200);
+    let seen = app.last();
+    for (k, _) in forged {
+        assert_eq!(seen.header(k), None, "{k} reached the app");
+    }
+    // From a trusted proxy they pass as sent.
+    let sw = Kit::new()
+        .server("trusted_proxies = [\"127.0.0.1/32\"]")
+        .start(&body);
+    assert_eq!(send(&sw).await.unwrap().status(), 200);
+    let seen = app.last();
+    for (k, v) in forged {
+        assert_eq!(seen.header(k).as_deref(), Some(v), "{k}");
+    }
+}
