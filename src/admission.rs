@@ -73,6 +73,8 @@ pub struct Attribution {
     /// The launch's name, or "unregistered".
     pub name: Arc<str>,
     pub action: Action,
+    /// For an unregistered tag: the tag as sent (cut to 64 bytes), for the access line.
+    pub unregistered_tag: Option<String>,
 }
 
 /// Which upstream a request is sent to.
@@ -225,6 +227,7 @@ pub fn admit(state: &State, snap: &Snapshot, facts: &Facts<'_>, now: Now) -> Adm
         a.campaign = Some(Attribution {
             name: c.campaign.clone(),
             action: c.action,
+            unregistered_tag: c.launch.is_none().then(|| c.tag.raw.clone()),
         });
         if c.action.refuses() {
             count_campaign(state, &a.campaign);

@@ -64,6 +64,26 @@ impl Reason {
         }
     }
 
+    /// A short name for logs: `no_route`, `rate_limited`, `upstream_timeout`, ...
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::NoRoute => "no_route",
+            Reason::RouteBusy => "route_busy",
+            Reason::UpstreamBusy => "upstream_busy",
+            Reason::NoHealthyServer => "no_healthy_server",
+            Reason::UpstreamUnreachable => "upstream_unreachable",
+            Reason::UpstreamFailed => "upstream_failed",
+            Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::BadRequest => "bad_request",
+            Reason::BadPath(_) => "bad_path",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::Internal => "internal",
+            Reason::RateLimited(_) => "rate_limited",
+            Reason::CampaignRefused => "campaign_refused",
+            Reason::IngestUnavailable => "ingest_unavailable",
+        }
+    }
+
     fn text(self) -> &'static str {
         match self {
             Reason::NoRoute => "no route matches this request",

@@ -81,6 +81,11 @@ pub struct Ctx {
     pub connect_failures: usize,
     /// Request body bytes seen so far, against the route's `max_body`.
     pub body_bytes: u64,
+    /// The server of the upstream pool the request went to, and when it was chosen.
+    pub upstream_addr: Option<std::net::SocketAddr>,
+    pub upstream_started: Option<Instant>,
+    /// The limit that rejected the request, for the access line.
+    pub rejected_by: Option<Arc<str>>,
     /// Held to the end of the request: dropping them gives the in-flight slots back.
     pub guards: Vec<Guard>,
 }
@@ -107,6 +112,9 @@ impl Ctx {
             nonce_rewriter: None,
             connect_failures: 0,
             body_bytes: 0,
+            upstream_addr: None,
+            upstream_started: None,
+            rejected_by: None,
             guards: Vec::new(),
         }
     }

@@ -159,7 +159,10 @@ fn config_dir(args: &DemoArgs) -> std::io::Result<PathBuf> {
     }
     let dir = std::env::temp_dir().join(format!("seawall-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    server::remove_on_exit(dir.clone());
+    let gone = dir.clone();
+    server::at_exit(move || {
+        let _ = std::fs::remove_dir_all(gone);
+    });
     for (name, text) in EMBEDDED {
         std::fs::write(dir.join(name), text)?;
     }
@@ -223,13 +226,12 @@ pub fn run(args: DemoArgs) -> ExitCode {
     let config = dir.join("seawall.toml");
     let started = server::load_state(&config).and_then(|state| {
         server::preflight_bind(&state)?;
-        let addrs = (state.process.listen[0], state.process.admin_listen);
-        Ok((server::build(state, &RunOptions::default())?, addrs))
+        Ok((server::build(state.clone(), &RunOptions::default())?, state))
     });
     match started {
-        Ok((server, (proxy, admin))) => {
-            print_banner(&config, proxy, admin);
-            server::run_process(server)
+        Ok((server, state)) => {
+            print_banner(&config, state.process.listen[0], state.process.admin_listen);
+            server::run_process(server, state)
         }
         Err(e) => {
             eprintln!("seawall demo: {e}");

@@ -130,10 +130,10 @@ fn run(a: &RunArgs) -> ExitCode {
         if !a.upgrade {
             server::preflight_bind(&state)?;
         }
-        server::build(state, &opts)
+        Ok((server::build(state.clone(), &opts)?, state))
     });
     match started {
-        Ok(s) => server::run_process(s),
+        Ok((s, state)) => server::run_process(s, state),
         Err(StartError::Config(diags)) => {
             for d in &diags.items {
                 eprintln!("{d}");

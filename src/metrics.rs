@@ -4,8 +4,8 @@
 //! process do not mix their counts. Names and labels are part of the public contract (CONFIG.md).
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Route label for requests no route matched (route names start with a letter or digit).
@@ -34,6 +34,8 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     pub last_reload_success: Gauge,
     pub downstream_connections: IntGauge,
+    pub upstream_duration: HistogramVec,
+    pub access_log_dropped: IntCounter,
 }
 
 /// How a request to an upstream ended, the `outcome` label of `seawall_upstream_requests_total`.
@@ -179,8 +181,40 @@ impl Metrics {
             "Client connections open on the proxy's listeners, in this process.",
         )
         .expect("static metric definition");
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "seawall_upstream_duration_seconds",
+                "From choosing an upstream server to the end of its response, by upstream \
+                 (nginx's $upstream_response_time).",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["upstream"],
+        )
+        .expect("static metric definition");
+        let access_log_dropped = IntCounter::new(
+            "seawall_access_log_dropped_total",
+            "Access log lines dropped because the writer was behind (a stalled disk or pipe).",
+        )
+        .expect("static metric definition");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "seawall_build_info",
+                "Always 1; the labels say which build is running.",
+            ),
+            &["version"],
+        )
+        .expect("static metric definition");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(upstream_duration.clone()),
+            Box::new(access_log_dropped.clone()),
+            Box::new(build_info),
+            // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...:
+            // the names every Prometheus exporter uses, read from /proc at scrape time.
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
             Box::new(request_duration.clone()),
             Box::new(upstream_requests.clone()),
             Box::new(ratelimit_decisions.clone()),
@@ -220,6 +254,8 @@ impl Metrics {
             config_generation,
             last_reload_success,
             downstream_connections,
+            upstream_duration,
+            access_log_dropped,
         }
     }
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use pingora::ErrorType;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 
 use crate::access_log;
 use crate::admission::{self, Answer, Facts, Now, Pass, Side, Verdict};
@@ -87,6 +87,7 @@ impl Proxy {
             }
             Answer::Limited(rejection) => {
                 ctx.disposition = Disposition::Answered(Reason::RateLimited(rejection.status));
+                ctx.rejected_by = Some(rejection.limit.clone());
                 settle_request_body(session).await;
                 let id = ctx.request_id_text();
                 let (h, body) = answers::rate_limited(&rejection, id, &ctx.own_answer_csp());
@@ -189,7 +190,11 @@ impl ProxyHttp for Proxy {
             ));
         };
         match upstream.peer() {
-            Some(p) => Ok(Box::new(p)),
+            Some(p) => {
+                ctx.upstream_addr = p.address().as_inet().copied();
+                ctx.upstream_started = Some(std::time::Instant::now());
+                Ok(Box::new(p))
+            }
             None => Err(Error::new(NO_HEALTHY_SERVER)),
         }
     }
@@ -390,9 +395,14 @@ impl ProxyHttp for Proxy {
             m.upstream_requests
                 .with_label_values(&[&up.name, outcome.label()])
                 .inc();
+            if let Some(t) = ctx.upstream_started {
+                m.upstream_duration
+                    .with_label_values(&[&up.name])
+                    .observe(t.elapsed().as_secs_f64());
+            }
         }
-        if ctx.snap.access_log {
-            access_log::write(session, ctx, status, elapsed, e);
+        if self.state.access_log.is_on() {
+            access_log::write(&self.state.access_log, session, ctx, status, elapsed, e);
         }
     }
 }

@@ -75,6 +75,7 @@ pub fn reload(state: &State) -> Result<u64, ReloadError> {
             let old = state.snapshot.load_full();
             let snap = snapshot::build(loaded.spec, Some(&old), &state.bindings());
             let changes = crate::diff::describe(&old, &snap);
+            state.access_log.set_destination(snap.access_log.clone());
             state.snapshot.store(Arc::new(snap));
             drop(old);
             status.generation += 1;

@@ -192,6 +192,12 @@ pub fn build(state: Arc<State>, opts: &RunOptions) -> Result<Server, StartError>
             state: state.clone(),
         },
     ));
+    server.add_service(background_service(
+        "access log reopen",
+        ReopenOnUsr1 {
+            state: state.clone(),
+        },
+    ));
     server.add_service(background_service("readiness", Readiness { state }));
     Ok(server)
 }
@@ -253,6 +259,31 @@ impl BackgroundService for LimiterUpkeep {
                             });
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// SIGUSR1 reopens the access log file (logrotate's `postrotate`, as for nginx).
+struct ReopenOnUsr1 {
+    state: Arc<State>,
+}
+
+#[async_trait]
+impl BackgroundService for ReopenOnUsr1 {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            tracing::warn!("cannot listen for SIGUSR1; the access log cannot be reopened");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                Some(()) = usr1.recv() => {
+                    tracing::info!("SIGUSR1: reopening the access log");
+                    self.state.access_log.reopen();
                 }
             }
         }
@@ -372,32 +403,36 @@ impl ShutdownSignalWatch for ProcessSignals {
     }
 }
 
-/// Paths removed when the process exits (`seawall demo`'s temporary config directory).
-static REMOVE_ON_EXIT: std::sync::Mutex<Vec<std::path::PathBuf>> =
-    std::sync::Mutex::new(Vec::new());
+/// What runs when the process exits: the access log's last lines, `seawall demo`'s temporary
+/// config directory removed.
+type ExitHook = Box<dyn FnOnce() + Send>;
+static AT_EXIT: std::sync::Mutex<Vec<ExitHook>> = std::sync::Mutex::new(Vec::new());
 
-/// Remove `dir` (and what it holds) when this process exits through [`run_process`] or SIGINT.
-pub fn remove_on_exit(dir: std::path::PathBuf) {
-    REMOVE_ON_EXIT
+/// Run `f` when this process exits through [`run_process`] or SIGINT.
+pub fn at_exit(f: impl FnOnce() + Send + 'static) {
+    AT_EXIT
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .push(dir);
+        .push(Box::new(f));
 }
 
-/// Exit now, removing what [`remove_on_exit`] was given first.
+/// Exit now, running the [`at_exit`] hooks first.
 fn exit(code: i32) -> ! {
-    for dir in REMOVE_ON_EXIT
+    let hooks: Vec<ExitHook> = AT_EXIT
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .drain(..)
-    {
-        let _ = std::fs::remove_dir_all(dir);
+        .collect();
+    for hook in hooks {
+        hook();
     }
     std::process::exit(code)
 }
 
-/// Run a built server as this process until a signal ends it.
-pub fn run_process(server: Server) -> ! {
+/// Run a built server as this process until a signal ends it. `state` is the server's: its
+/// access log is flushed on the way out.
+pub fn run_process(server: Server, state: Arc<State>) -> ! {
+    at_exit(move || state.access_log.flush_and_stop());
     server.run(RunArgs {
         shutdown_signal: Box::new(ProcessSignals),
     });

@@ -65,7 +65,7 @@ pub struct Settings {
     pub upstreams: BTreeMap<Arc<str>, Arc<Upstream>>,
     pub trusted: TrustedProxies,
     pub csp: CspConfig,
-    pub access_log: bool,
+    pub access_log: crate::access_log::Destination,
     /// If set, POST admin endpoints require `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
     pub files: Vec<FileDigest>,

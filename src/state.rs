@@ -57,6 +57,8 @@ pub struct State {
     pub report_hosts: crate::csp::report::HostLabels,
     /// One sample line per second at most for violation reports.
     pub report_log: Throttle,
+    /// The access log's writer, off the request path.
+    pub access_log: crate::access_log::AccessLog,
 }
 
 /// Reports accepted per client: 10 per second with a burst of 50 (a page with many blocked
@@ -83,6 +85,10 @@ impl State {
                 metrics: &metrics,
             },
         );
+        let access_log = crate::access_log::AccessLog::start(
+            snapshot.access_log.clone(),
+            metrics.access_log_dropped.clone(),
+        );
         metrics.config_generation.set(1);
         let now = jiff::Timestamp::now();
         metrics
@@ -108,6 +114,7 @@ impl State {
             report_limiter: crate::limits::limiter::Limiter::new(REPORT_RATE),
             report_hosts: Default::default(),
             report_log: Throttle::default(),
+            access_log,
         })
     }
 

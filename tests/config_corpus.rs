@@ -1064,6 +1064,28 @@ upstream = "app"
         ..NONE
     },
     Case {
+        name: "main_bad_access_log_and_max_body",
+        main: t(r#"[server]
+listen = ["127.0.0.1:8080"]
+access_log = 5
+max_body = "10 megs"
+
+[upstreams.app]
+servers = ["127.0.0.1:3000"]
+
+[[routes]]
+name = "site"
+upstream = "app"
+max_body = "0"
+"#),
+        expect: &[
+            "seawall.toml:3:14: error: access_log must be true (stdout), false, or a file path",
+            "seawall.toml:4:12: error: invalid size \"10 megs\": write e.g. \"64KiB\", \"10MiB\" or a number of bytes",
+            "seawall.toml:12:12: error: size \"0\" must be greater than zero",
+        ],
+        ..NONE
+    },
+    Case {
         name: "main_no_routes_is_a_warning",
         main: t(r#"[server]
 listen = ["127.0.0.1:8080"]

@@ -34,7 +34,7 @@ pub(crate) struct Head {
     pub declared_upstreams: BTreeSet<String>,
     pub csp_file: Option<Spanned<String>>,
     pub campaigns_file: Option<Spanned<String>>,
-    pub access_log: bool,
+    pub access_log: crate::access_log::Destination,
     /// `[server] max_body`, the default of every route's.
     pub max_body: u64,
     pub admin_token: Option<String>,
@@ -49,7 +49,7 @@ pub(super) fn compile_head(doc: DeTable<'_>, base_dir: &Path, rep: &mut Reporter
         declared_upstreams: BTreeSet::new(),
         csp_file: None,
         campaigns_file: None,
-        access_log: true,
+        access_log: crate::access_log::Destination::Stdout,
         max_body: DEFAULT_MAX_BODY,
         admin_token: None,
         routes: Vec::new(),

@@ -28,8 +28,8 @@ pub struct ServerFile {
     pub threads: Option<S<i64>>,
     pub csp_file: Option<S<String>>,
     pub campaigns_file: Option<S<String>>,
-    /// Seawall addition: the JSON access log on stdout (default on).
-    pub access_log: Option<bool>,
+    /// Seawall addition: the JSON access log: `true` (stdout, the default), `false`, or a file.
+    pub access_log: Option<S<AccessLogFile>>,
     /// Seawall addition: where Pingora's upgrade socket and pid file live.
     pub upgrade_sock: Option<S<String>>,
     pub pid_file: Option<S<String>>,
@@ -37,6 +37,17 @@ pub struct ServerFile {
     pub grace_period: Option<S<String>>,
     /// A larger request body gets 413 (a route may set its own).
     pub max_body: Option<S<String>>,
+}
+
+/// `access_log = true | false | "path"`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "access_log must be true (stdout), false, or a file path"
+)]
+pub enum AccessLogFile {
+    On(bool),
+    Path(String),
 }
 
 #[derive(Debug, Deserialize)]

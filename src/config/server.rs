@@ -7,8 +7,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::main_file::{DEFAULT_ADMIN_LISTEN, Head};
-use super::schema::{ServerFile, TlsFile};
+use super::schema::{AccessLogFile, ServerFile, TlsFile};
 use super::{Reporter, int_in, resolve, values};
+use crate::access_log::Destination;
 use crate::client_ip::TrustedProxies;
 use crate::snapshot::{ProcessSettings, TlsListener};
 
@@ -119,7 +120,18 @@ pub(super) fn server_settings(
     };
     head.csp_file = s.csp_file;
     head.campaigns_file = s.campaigns_file;
-    head.access_log = s.access_log.unwrap_or(true);
+    head.access_log = match s.access_log.as_ref().map(|a| (a.get_ref(), a.span())) {
+        None | Some((AccessLogFile::On(true), _)) => Destination::Stdout,
+        Some((AccessLogFile::On(false), _)) => Destination::Off,
+        Some((AccessLogFile::Path(p), span)) if p.trim().is_empty() => {
+            rep.error(
+                span,
+                "access_log is a file path, true (stdout) or false, not an empty string",
+            );
+            Destination::Off
+        }
+        Some((AccessLogFile::Path(p), _)) => Destination::File(resolve(base_dir, p)),
+    };
     if let Some(m) = &s.max_body {
         match values::size(m.get_ref()) {
             Ok(n) => head.max_body = n,

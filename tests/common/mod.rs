@@ -387,9 +387,14 @@ impl Kit {
     }
 
     pub fn main_text(&self, listen: SocketAddr, admin: SocketAddr, body: &str) -> String {
-        let mut server = format!(
-            "[server]\nlisten = [\"{listen}\"]\nadmin_listen = \"{admin}\"\naccess_log = false\n"
-        );
+        let mut server = format!("[server]\nlisten = [\"{listen}\"]\nadmin_listen = \"{admin}\"\n");
+        if !self
+            .server_extra
+            .iter()
+            .any(|l| l.starts_with("access_log"))
+        {
+            server.push_str("access_log = false\n");
+        }
         if !self.server_extra.iter().any(|l| l.starts_with("threads")) {
             server.push_str("threads = 1\n");
         }
