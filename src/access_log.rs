@@ -446,7 +446,10 @@ mod tests {
         // it would behind a stalled log shipper.
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("pipe");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
         assert!(made.success());
         let (tx, rx) = std::sync::mpsc::channel();
         let reader_path = fifo.clone();
@@ -469,7 +472,10 @@ mod tests {
         // The writer holds at most one batch it took out, and the queue at most MAX_PENDING.
         let kept = n as u64 - dropped.get();
         assert!(dropped.get() > 0);
-        assert!(kept <= 2 * MAX_PENDING as u64 / line.len() as u64 + 1, "{kept} kept");
+        assert!(
+            kept <= 2 * MAX_PENDING as u64 / line.len() as u64 + 1,
+            "{kept} kept"
+        );
         // Pushing never waited for the stalled pipe (24 MB of lines in well under a second even
         // on a loaded machine; the pipe takes none of it).
         assert!(started.elapsed() < Duration::from_secs(10));

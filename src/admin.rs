@@ -13,7 +13,6 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::csp::CspChoice;
 use crate::state::State;
 
 pub struct Admin {
@@ -111,62 +110,6 @@ fn authorize(session: &ServerSession, token: Option<&str>) -> Result<(), AdminEr
 }
 
 impl Admin {
-    fn config_json(&self) -> serde_json::Value {
-        let snap = self.state.snapshot.load();
-        let status = self.state.status();
-        let routes: Vec<_> = snap
-            .routes
-            .iter()
-            .map(|r| {
-                json!({
-                    "name": &*r.name,
-                    "upstream": &*r.upstream.name,
-                    "csp": match &r.csp { CspChoice::Off => "off".to_string(), CspChoice::Policy(p) => p.name.to_string() },
-                    "max_inflight": r.max_inflight,
-                    "limits": r.limits.iter().map(|l| &l.spec).map(|l| json!({
-                        "name": &*l.name,
-                        "key": l.key.to_string(),
-                        "rate": l.rate.to_string(),
-                        "burst": l.burst,
-                        "nodelay": l.nodelay,
-                        "delay": l.delay,
-                        "dry_run": l.dry_run,
-                        "status": l.status.as_u16(),
-                        "max_keys": l.max_keys.get(),
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let upstreams: Vec<_> = snap
-            .upstreams
-            .values()
-            .map(|u| {
-                json!({
-                    "name": &*u.name,
-                    "servers": u.servers.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "healthy_servers": u.healthy_count(),
-                    "max_inflight": u.max_inflight,
-                })
-            })
-            .collect();
-        json!({
-            "generation": status.generation,
-            "loaded_at": status.loaded_at.to_string(),
-            "files": snap.files,
-            "last_reload": status.last_reload.as_ref().map(|r| json!({
-                "ok": r.ok,
-                "error": if r.errors.is_empty() { None } else { Some(r.errors.join("\n")) },
-                "errors": r.errors,
-                "at": r.at,
-            })),
-            "needs_restart": status.needs_restart,
-            "last_changes": status.last_changes,
-            "warnings": snap.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "routes": routes,
-            "upstreams": upstreams,
-        })
-    }
-
     async fn reload(&self, session: &ServerSession) -> Result<Response<Vec<u8>>, AdminError> {
         authorize(session, self.state.snapshot.load().admin_token.as_deref())?;
         let state = self.state.clone();
@@ -211,7 +154,7 @@ impl Admin {
                     )
                 }
             }
-            "/-/config" => json_reply(StatusCode::OK, self.config_json()),
+            "/-/config" => json_reply(StatusCode::OK, crate::config_view::config_json(&self.state)),
             _ => return self.reload(session).await,
         })
     }

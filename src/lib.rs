@@ -23,6 +23,7 @@
 //! | [`answers`] | responses Seawall writes itself (404, 429, 502, 503, 504), and why |
 //! | [`access_log`] | the JSON access line |
 //! | [`admin`] | `/metrics`, `/-/healthy`, `/-/ready`, `/-/config`, `POST /-/reload` |
+//! | [`config_view`] | the JSON of `/-/config`: the config in force, as compiled |
 //! | [`reload`] | load, validate, build, swap, or keep the old config |
 //! | [`watch`] | reload triggers: file changes (notify) and SIGHUP |
 //! | [`diff`] | what a reload changed, for the log and `/-/config` |
@@ -75,6 +76,7 @@ pub mod answers;
 pub mod campaign;
 pub mod client_ip;
 pub mod config;
+pub mod config_view;
 pub mod csp;
 pub mod ctx;
 pub mod demo;

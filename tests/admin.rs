@@ -258,3 +258,85 @@ async fn reload_requires_the_bearer_token_when_configured() {
     // Reading stays open: GET endpoints need no token.
     assert_eq!(sw.admin_get("/-/config").await.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_shows_matchers_csp_policies_and_campaigns() {
+    let app = TestUpstream::start("app").await;
+    let sw = Kit::new()
+        .csp(
+            "default_policy = \"shop\"\n[policies.shop]\nmode = \"report-only\"\n\
+             [policies.shop.directives]\ndefault-src = [\"'self'\"]\nobject-src = [\"'none'\"]\n\
+             base-uri = [\"'self'\"]\n",
+        )
+        .campaigns(
+            "tag_sources = [\"query:ref\"]\n[unregistered]\naction = \"reject\"\n\
+             targets = [\"/signup\"]\n[[launch]]\nname = \"sale\"\ntags = [\"SALE\"]\n\
+             action = \"pass\"\nexpected_peak_rps = 50\n",
+        )
+        .start(&format!(
+            "[upstreams.app]\nservers = [\"{}\"]\n[[routes]]\nname = \"signup\"\n\
+             host = \"shop.test\"\npath_prefix = \"/signup\"\nmethods = [\"POST\"]\n\
+             upstream = \"app\"\nmax_body = \"64KiB\"\n",
+            app.addr
+        ));
+    let v: serde_json::Value = sw.admin_get("/-/config").await.json().await.unwrap();
+    let r = &v["routes"][0];
+    assert_eq!(r["host"], "shop.test");
+    assert_eq!(
+        r["match"],
+        serde_json::json!({"kind": "path_prefix", "value": "/signup"})
+    );
+    assert_eq!(r["methods"], serde_json::json!(["POST"]));
+    assert_eq!(r["max_body"], 65536);
+    assert_eq!(r["csp"], "shop");
+    let p = &v["csp"]["policies"][0];
+    assert_eq!(p["name"], "shop");
+    assert_eq!(p["mode"], "report-only");
+    assert!(
+        p["header"]
+            .as_str()
+            .unwrap()
+            .starts_with("default-src 'self'")
+    );
+    assert_eq!(v["csp"]["default_policy"], "shop");
+    let c = &v["campaigns"];
+    assert_eq!(c["tag_sources"], serde_json::json!(["query:ref"]));
+    assert_eq!(c["unregistered"]["action"], "reject");
+    assert_eq!(
+        c["unregistered"]["scope"],
+        serde_json::json!({"targets": ["/signup"], "methods": ["POST", "PUT", "PATCH", "DELETE"]})
+    );
+    assert_eq!(c["launches"][0]["name"], "sale");
+    assert_eq!(c["launches"][0]["in_window"], true);
+    assert_eq!(c["launches"][0]["expected_peak_rps"], 50.0);
+    assert_eq!(
+        c["launches"][0]["scope"]["methods"],
+        serde_json::Value::Null
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_include_build_process_and_upstream_timing() {
+    let app = TestUpstream::start("app").await;
+    let sw = Kit::new().start(&body_for(&app, "main"));
+    sw.get("/x").await;
+    sw.expect_metric(
+        "seawall_upstream_duration_seconds_count",
+        &[("upstream", "app")],
+        1.0,
+    )
+    .await;
+    let text = sw.admin_get("/metrics").await.text().await.unwrap();
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        common::sample(&text, "seawall_build_info", &[("version", version)]),
+        Some(1.0)
+    );
+    assert!(common::sample(&text, "process_resident_memory_bytes", &[]).unwrap() > 1e6);
+    assert!(common::sample(&text, "process_open_fds", &[]).unwrap() > 3.0);
+    assert!(common::sample(&text, "process_cpu_seconds_total", &[]).is_some());
+    assert_eq!(
+        common::sample(&text, "seawall_access_log_dropped_total", &[]),
+        Some(0.0)
+    );
+}
