@@ -17,7 +17,7 @@
 //! last handshake message, so it is normally there already).
 //!
 //! The cost, one more `recv` and a timer per new connection: 2.5k instructions, 1.5% of a request
-//! on a new connection (`load-tests/vs-nginx --instructions --new-connections`, README).
+//! on a new connection (`load-tests/vs-nginx --instructions --new-connections`, docs/performance.md).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

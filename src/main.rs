@@ -10,7 +10,7 @@ use seawall::server::{self, RunOptions, StartError};
 
 /// mimalloc rather than glibc's malloc: a proxied request makes about 100 small allocations
 /// (mostly Pingora's header maps, buffers and tasks), and glibc's malloc and free took 15% of
-/// the proxy's CPU. Measured per request under the same load (README, "Performance"): jemalloc
+/// the proxy's CPU. Measured per request under the same load (docs/performance.md): jemalloc
 /// instead of glibc took user instructions from 128.5k to 110.1k; mimalloc instead of jemalloc,
 /// later, from 98.3k to 91.2k. `no_thp`: without it mimalloc asks for transparent huge pages,
 /// which cost 12-14 MiB of resident memory for no measured gain.
