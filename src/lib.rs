@@ -17,6 +17,7 @@
 //! | [`limits`] | compiled rate limits (the limiter builds on them) |
 //! | [`csp`] | CSP sources, directives and policy header values |
 //! | [`campaign`] | the campaign registry |
+//! | [`canary`] | canary releases: sticky split, window judge, rollback and freeze |
 //! | [`proxy`] | `impl ProxyHttp`: thin dispatch |
 //! | [`answers`] | responses Seawall writes itself (404, 502, 503, 504) |
 //! | [`admin`] | `/metrics`, `/-/healthy`, `/-/ready`, `/-/config`, `POST /-/reload` |
@@ -47,6 +48,7 @@ pub mod access_log;
 pub mod admin;
 pub mod answers;
 pub mod campaign;
+pub mod canary;
 pub mod client_ip;
 pub mod config;
 pub mod csp;

@@ -34,6 +34,9 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     pub last_reload_success: Gauge,
     pub downstream_connections: IntGauge,
+    pub canary_requests: IntCounterVec,
+    pub canary_weight: GaugeVec,
+    pub canary_rollbacks: IntCounterVec,
 }
 
 /// How a request to an upstream ended, the `outcome` label of `seawall_upstream_requests_total`.
@@ -179,6 +182,32 @@ impl Metrics {
             "Client connections open on the proxy's listeners, in this process.",
         )
         .expect("static metric definition");
+        let canary_requests = IntCounterVec::new(
+            Opts::new(
+                "seawall_canary_requests_total",
+                "Requests of canary routes, by route, side (stable, canary) and outcome \
+                 (ok, error = 5xx from the upstream or Seawall's own).",
+            ),
+            &["route", "side", "outcome"],
+        )
+        .expect("static metric definition");
+        let canary_weight = GaugeVec::new(
+            Opts::new(
+                "seawall_canary_weight",
+                "Percent of a canary route's requests sent to the canary now (0 while rolled \
+                 back or frozen).",
+            ),
+            &["route"],
+        )
+        .expect("static metric definition");
+        let canary_rollbacks = IntCounterVec::new(
+            Opts::new(
+                "seawall_canary_rollbacks_total",
+                "Canary rollbacks, by route and trigger (judge, manual).",
+            ),
+            &["route", "trigger"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -195,6 +224,9 @@ impl Metrics {
             Box::new(config_generation.clone()),
             Box::new(last_reload_success.clone()),
             Box::new(downstream_connections.clone()),
+            Box::new(canary_requests.clone()),
+            Box::new(canary_weight.clone()),
+            Box::new(canary_rollbacks.clone()),
         ] {
             registry
                 .register(c)
@@ -220,6 +252,9 @@ impl Metrics {
             config_generation,
             last_reload_success,
             downstream_connections,
+            canary_requests,
+            canary_weight,
+            canary_rollbacks,
         }
     }
 
