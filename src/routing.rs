@@ -123,6 +123,8 @@ pub struct Route {
     /// The same limits with their state, attached by [`crate::limits::Registry::bind`] just
     /// before the snapshot goes live (empty until then).
     pub bound: Vec<BoundLimit>,
+    /// `[routes.canary]`: a share of this route's requests to another upstream.
+    pub canary: Option<crate::canary::RouteCanary>,
 }
 
 impl Route {

@@ -41,6 +41,7 @@ pub(super) struct Head {
 pub(super) struct RawRoute {
     pub file: RouteFile,
     pub limits: Vec<Spanned<LimitFile>>,
+    pub canary: Option<Spanned<super::canary::CanaryFile>>,
 }
 
 pub(super) fn compile_head(doc: DeTable<'_>, base_dir: &Path, rep: &mut Reporter) -> Head {
@@ -406,12 +407,17 @@ fn raw_routes(value: Spanned<DeValue<'_>>, rep: &mut Reporter) -> Vec<RawRoute> 
             continue;
         };
         let limits = table.remove("limits");
+        let canary = table.remove("canary").and_then(|c| {
+            let s = c.span();
+            de::<super::canary::CanaryFile>(c, rep).map(|c| Spanned::new(s, c))
+        });
         let Some(file) = de::<RouteFile>(table_value(span, table), rep) else {
             continue;
         };
         let mut raw = RawRoute {
             file,
             limits: Vec::new(),
+            canary,
         };
         if let Some(limits) = limits {
             let lspan = limits.span();
@@ -608,6 +614,10 @@ fn route(
             None => limits_ok = false,
         }
     }
+    let canary = match &raw.canary {
+        Some(c) => super::canary::compile(c, f.upstream.get_ref(), head, rep).map(Some),
+        None => Some(None),
+    };
     let (
         Some(name),
         Some(host),
@@ -617,6 +627,7 @@ fn route(
         Some(csp),
         Some(max_inflight),
         true,
+        Some(canary),
     ) = (
         name,
         host,
@@ -626,6 +637,7 @@ fn route(
         csp_choice,
         max_inflight,
         limits_ok,
+        canary,
     )
     else {
         return None;
@@ -640,6 +652,7 @@ fn route(
         max_inflight,
         limits,
         bound: Vec::new(),
+        canary,
     })
 }
 
