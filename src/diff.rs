@@ -220,6 +220,11 @@ pub fn carry_pools(old: &Snapshot, new: &mut Snapshot) -> usize {
         if let Some(p) = pools.get(&r.upstream.name) {
             r.upstream = p.clone();
         }
+        if let Some(c) = &mut r.canary
+            && let Some(p) = pools.get(&c.upstream.name)
+        {
+            c.upstream = p.clone();
+        }
     }
     if let Some(ingest) = &mut new.campaigns.ingest
         && let Some(p) = pools.get(&ingest.name)

@@ -294,3 +294,19 @@ fn launches_freeze_the_canaries_of_the_routes_they_target() {
             .all(|r| r.canary.as_ref().unwrap().state.is_some())
     );
 }
+
+#[test]
+fn a_reload_points_the_canary_at_the_kept_pool() {
+    // One pool object per upstream: the canary side shares its health checks and in-flight
+    // count with every other user of the upstream, across reloads too.
+    let text = "  [routes.canary]\n  upstream = \"app-v2\"\n  weight = 5\n";
+    let (old, _) = load_with(text);
+    let (new, _) = load_with(text);
+    let (old, mut new) = (old.unwrap().snapshot, new.unwrap().snapshot);
+    crate::diff::carry_pools(&old, &mut new);
+    let canary = new.routes[0].canary.as_ref().unwrap();
+    assert!(std::sync::Arc::ptr_eq(
+        &canary.upstream,
+        &old.upstreams["app-v2"]
+    ));
+}
