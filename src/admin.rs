@@ -46,7 +46,10 @@ fn json_reply(status: StatusCode, v: serde_json::Value) -> Response<Vec<u8>> {
 /// Why an admin request was not done; each becomes its answer (`AdminError::response`).
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    #[error("not found: try /metrics, /-/healthy, /-/ready, /-/config, POST /-/reload")]
+    #[error(
+        "not found: try /metrics, /-/healthy, /-/ready, /-/config, POST /-/reload, \
+         POST /-/canary/ROUTE/rollback"
+    )]
     NotFound,
     #[error("use {0}")]
     MethodNotAllowed(Method),
@@ -110,8 +113,7 @@ fn authorize(session: &ServerSession, token: Option<&str>) -> Result<(), AdminEr
 }
 
 impl Admin {
-    async fn reload(&self, session: &ServerSession) -> Result<Response<Vec<u8>>, AdminError> {
-        authorize(session, self.state.snapshot.load().admin_token.as_deref())?;
+    async fn reload(&self) -> Result<Response<Vec<u8>>, AdminError> {
         let state = self.state.clone();
         let generation = tokio::task::spawn_blocking(move || crate::reload::reload(&state))
             .await
@@ -127,24 +129,24 @@ impl Admin {
     async fn route(&self, session: &mut ServerSession) -> Result<Response<Vec<u8>>, AdminError> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
-        let allowed = match path.as_str() {
-            "/metrics" | "/-/healthy" | "/-/ready" | "/-/config" => Method::GET,
-            "/-/reload" => Method::POST,
-            _ => return Err(AdminError::NotFound),
-        };
+        let endpoint = Endpoint::parse(&path).ok_or(AdminError::NotFound)?;
+        let allowed = endpoint.method();
         if method != allowed && !(allowed == Method::GET && method == Method::HEAD) {
             return Err(AdminError::MethodNotAllowed(allowed));
         }
+        if allowed == Method::POST {
+            authorize(session, self.state.snapshot.load().admin_token.as_deref())?;
+        }
         // The body of a POST carries nothing we use; read it so the connection can be reused.
         let _ = session.drain_request_body().await;
-        Ok(match path.as_str() {
-            "/metrics" => reply(
+        Ok(match endpoint {
+            Endpoint::Metrics => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
                 self.state.metrics.render(),
             ),
-            "/-/healthy" => text(StatusCode::OK, "ok\n"),
-            "/-/ready" => {
+            Endpoint::Healthy => text(StatusCode::OK, "ok\n"),
+            Endpoint::Ready => {
                 if self.state.ready.load(Ordering::Acquire) {
                     text(StatusCode::OK, "ready\n")
                 } else {
@@ -154,9 +156,75 @@ impl Admin {
                     )
                 }
             }
-            "/-/config" => json_reply(StatusCode::OK, crate::config_view::config_json(&self.state)),
-            _ => return self.reload(session).await,
+            Endpoint::Config => {
+                json_reply(StatusCode::OK, crate::config_view::config_json(&self.state))
+            }
+            Endpoint::Reload => return self.reload().await,
+            Endpoint::CanaryRollback(route) => self.canary_rollback(route),
         })
+    }
+
+    fn canary_rollback(&self, route: &str) -> Response<Vec<u8>> {
+        use crate::canary::RollbackError;
+        let (already, rollback) = match self.state.canaries.rollback(route, self.state.wall_now()) {
+            Ok(r) => (false, r),
+            Err(RollbackError::AlreadyRolledBack(r)) => (true, r),
+            Err(RollbackError::NoCanary) => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    &format!("route {route:?} has no canary\n"),
+                );
+            }
+        };
+        json_reply(
+            StatusCode::OK,
+            json!({
+                "route": route,
+                "rolled_back": true,
+                "already": already,
+                "at": rollback.at.to_string(),
+                "trigger": rollback.trigger.label(),
+                "reason": rollback.reason,
+            }),
+        )
+    }
+}
+
+/// The admin API's endpoints, by path.
+enum Endpoint<'a> {
+    Metrics,
+    Healthy,
+    Ready,
+    Config,
+    Reload,
+    /// `POST /-/canary/ROUTE/rollback`.
+    CanaryRollback(&'a str),
+}
+
+impl<'a> Endpoint<'a> {
+    fn parse(path: &'a str) -> Option<Endpoint<'a>> {
+        Some(match path {
+            "/metrics" => Endpoint::Metrics,
+            "/-/healthy" => Endpoint::Healthy,
+            "/-/ready" => Endpoint::Ready,
+            "/-/config" => Endpoint::Config,
+            "/-/reload" => Endpoint::Reload,
+            _ => {
+                let route = path.strip_prefix("/-/canary/")?.strip_suffix("/rollback")?;
+                if route.is_empty() || route.contains('/') {
+                    return None;
+                }
+                Endpoint::CanaryRollback(route)
+            }
+        })
+    }
+
+    /// The method the endpoint takes (a GET endpoint answers HEAD too).
+    fn method(&self) -> Method {
+        match self {
+            Endpoint::Reload | Endpoint::CanaryRollback(_) => Method::POST,
+            _ => Method::GET,
+        }
     }
 }
 

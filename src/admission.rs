@@ -12,7 +12,7 @@
 //!   -> campaign::classify (a paused or rejected campaign answers 503 here)
 //!   -> limits: the campaign's, then the route's, one decision (a reject charges nothing)
 //!   -> the upstream: the ingestion upstream for a diverted request (never the app), else the
-//!      route's
+//!      route's, or on a canary route its canary upstream for a sticky share of clients
 //!   -> in-flight caps: the route's (not for a diverted request), then the upstream's
 //! ```
 //!
@@ -82,9 +82,20 @@ pub struct Attribution {
 pub enum Side {
     /// The route's own upstream.
     Route,
+    /// The route's canary upstream (`[routes.canary]`).
+    Canary,
     /// The ingestion upstream (a diverted campaign request): a failure there answers 503 and
     /// never falls back to the app.
     Ingest,
+}
+
+/// The side of a canary route's split a request fell on.
+#[derive(Debug, Clone)]
+pub struct CanaryPick {
+    pub canary: Arc<crate::canary::CanaryRoute>,
+    pub side: crate::canary::Side,
+    /// For a client without the stickiness cookie: the cookie it keeps from now on.
+    pub set_cookie: Option<http::HeaderValue>,
 }
 
 /// A request a rate limit rejected: what its answer says.
@@ -127,6 +138,8 @@ pub struct Pass {
     pub delay: Duration,
     /// Held until the request ends: its in-flight slots.
     pub guards: Vec<Guard>,
+    /// On a canary route: the side it was split to.
+    pub canary: Option<CanaryPick>,
 }
 
 /// The decision and what it learnt about the request on the way.
@@ -274,13 +287,32 @@ pub fn admit(state: &State, snap: &Snapshot, facts: &Facts<'_>, now: Now) -> Adm
     // A diverted request goes to the ingestion upstream and never falls back to the app. It
     // counts against that upstream's cap only: the route's cap is the app's protection, and a
     // hung ingestion service must not use it up (untagged sign-ups would get 503).
+    // On a canary route a request that goes to the route's upstream (not a diverted one) is
+    // split between the stable and the canary upstream, stickily.
     let diverted = class.as_ref().is_some_and(|c| c.action == Action::Divert);
+    let mut canary = None;
     let (upstream, side) = match (&snap.campaigns.ingest, diverted) {
         (Some(ingest), true) => (ingest.clone(), Side::Ingest),
-        _ => (route.upstream.clone(), Side::Route),
+        _ => match &route.canary {
+            Some(c) => {
+                let choice = c.state.choose(&req.headers, client.ip);
+                let on_canary = choice.side == crate::canary::Side::Canary;
+                canary = Some(CanaryPick {
+                    canary: c.state.clone(),
+                    side: choice.side,
+                    set_cookie: choice.set_cookie,
+                });
+                if on_canary {
+                    (c.def.upstream.clone(), Side::Canary)
+                } else {
+                    (route.upstream.clone(), Side::Route)
+                }
+            }
+            None => (route.upstream.clone(), Side::Route),
+        },
     };
     let mut guards = Vec::new();
-    if side == Side::Route {
+    if side != Side::Ingest {
         match take_slot(state, (ROUTE_SLOT, &route.name), route.max_inflight) {
             Some(g) => guards.extend(g),
             None => {
@@ -298,7 +330,7 @@ pub fn admit(state: &State, snap: &Snapshot, facts: &Facts<'_>, now: Now) -> Adm
         None => {
             let reason = match side {
                 Side::Ingest => Reason::IngestUnavailable,
-                Side::Route => Reason::UpstreamBusy,
+                Side::Route | Side::Canary => Reason::UpstreamBusy,
             };
             a.verdict = Verdict::Answer(Answer::Overloaded { upstream, reason });
             return a;
@@ -309,6 +341,7 @@ pub fn admit(state: &State, snap: &Snapshot, facts: &Facts<'_>, now: Now) -> Adm
         side,
         delay,
         guards,
+        canary,
     });
     a
 }

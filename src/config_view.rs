@@ -62,6 +62,11 @@ pub fn config_json(state: &State) -> Value {
                 "csp": match &r.csp { CspChoice::Off => "off".to_string(), CspChoice::Policy(p) => p.name.to_string() },
                 "max_inflight": r.max_inflight,
                 "max_body": r.max_body,
+                "canary": r.canary.as_ref().map(|c| json!({
+                    "upstream": &*c.def.upstream.name,
+                    "weight": c.def.spec.weight,
+                    "weight_in_force": c.state.weight_in_force(),
+                })),
                 "limits": r.limits.iter().map(|l| limit(&l.spec)).collect::<Vec<_>>(),
             })
         })
@@ -153,5 +158,6 @@ pub fn config_json(state: &State) -> Value {
             },
             "launches": launches,
         },
+        "canaries": state.canaries.status(),
     })
 }

@@ -86,6 +86,9 @@ pub struct Ctx {
     pub upstream_started: Option<Instant>,
     /// The limit that rejected the request, for the access line.
     pub rejected_by: Option<Arc<str>>,
+    /// On a canary route: the side it went to (its outcome is recorded in `logging`), and the
+    /// stickiness cookie to set.
+    pub canary: Option<crate::admission::CanaryPick>,
     /// Held to the end of the request: dropping them gives the in-flight slots back.
     pub guards: Vec<Guard>,
 }
@@ -115,6 +118,7 @@ impl Ctx {
             upstream_addr: None,
             upstream_started: None,
             rejected_by: None,
+            canary: None,
             guards: Vec::new(),
         }
     }
@@ -145,15 +149,20 @@ impl Ctx {
         }
     }
 
-    /// The CSP headers of a response Seawall writes itself: the route's policy, or csp.toml's
-    /// default for requests no route matched. Pingora skips `response_filter` for these answers.
-    pub fn own_answer_csp(&self) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    /// The headers a response Seawall writes itself must carry, since Pingora skips
+    /// `response_filter` for these answers: the route's CSP (or csp.toml's default for requests
+    /// no route matched), and a canary route's stickiness cookie.
+    pub fn own_answer_headers(&self) -> Vec<(http::HeaderName, http::HeaderValue)> {
         let policy = match self.route {
             Some(_) => self.route_policy(),
             None => self.snap.csp.default_policy.as_ref(),
         };
-        policy.map_or_else(Vec::new, |p| {
+        let mut out = policy.map_or_else(Vec::new, |p| {
             csp::apply::headers(p, true, self.client.secure).0
-        })
+        });
+        if let Some(cookie) = self.canary.as_ref().and_then(|c| c.set_cookie.clone()) {
+            out.push((http::header::SET_COOKIE, cookie));
+        }
+        out
     }
 }

@@ -47,8 +47,21 @@ fn route_summary(r: &Route) -> String {
         CspChoice::Off => "off".to_string(),
         CspChoice::Policy(p) => p.name.to_string(),
     };
+    let canary = r.canary.as_ref().map_or(String::new(), |c| {
+        let s = &c.def.spec;
+        format!(
+            ", canary {} weight {}% sticky {}{} (table {})",
+            s.upstream,
+            s.weight,
+            s.sticky,
+            s.release
+                .as_ref()
+                .map_or(String::new(), |r| format!(" release {r}")),
+            &c.def.digest[..12]
+        )
+    });
     format!(
-        "{host}, {path}, {}, upstream {}, csp {csp}, max_inflight {}, max_body {}",
+        "{host}, {path}, {}, upstream {}, csp {csp}, max_inflight {}, max_body {}{canary}",
         methods(&r.methods),
         r.upstream.name,
         r.max_inflight,
@@ -187,6 +200,7 @@ fn same_route(a: &Route, b: &Route) -> bool {
         && a.csp == b.csp
         && a.max_inflight == b.max_inflight
         && a.max_body == b.max_body
+        && a.canary.as_ref().map(|c| &c.def.digest) == b.canary.as_ref().map(|c| &c.def.digest)
 }
 
 /// A short human-readable account of what changed from `old` to `new`, one line per change.

@@ -18,6 +18,7 @@
 //! | [`limits`] | limit specs, the nginx-exact limiter, keys, state across reloads |
 //! | [`csp`] | CSP sources, policy header values, nonces, the report endpoint |
 //! | [`campaign`] | the campaign registry, request classification, observed rates |
+//! | [`canary`] | canary releases: sticky split, window judge, rollback and freeze |
 //! | [`proxy`] | `impl ProxyHttp`: reads a request's facts, acts on the admission decision |
 //! | [`ctx`] | a request's own state across Pingora's phases, and how it ended |
 //! | [`answers`] | responses Seawall writes itself (404, 429, 502, 503, 504), and why |
@@ -74,6 +75,7 @@ pub mod admin;
 pub mod admission;
 pub mod answers;
 pub mod campaign;
+pub mod canary;
 pub mod client_ip;
 pub mod config;
 pub mod config_view;

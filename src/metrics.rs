@@ -36,6 +36,9 @@ pub struct Metrics {
     pub downstream_connections: IntGauge,
     pub upstream_duration: HistogramVec,
     pub access_log_dropped: IntCounter,
+    pub canary_requests: IntCounterVec,
+    pub canary_weight: GaugeVec,
+    pub canary_rollbacks: IntCounterVec,
 }
 
 /// How a request to an upstream ended, the `outcome` label of `seawall_upstream_requests_total`.
@@ -196,6 +199,32 @@ impl Metrics {
             "Access log lines dropped because the writer was behind (a stalled disk or pipe).",
         )
         .expect("static metric definition");
+        let canary_requests = IntCounterVec::new(
+            Opts::new(
+                "seawall_canary_requests_total",
+                "Requests of canary routes, by route, side (stable, canary) and outcome \
+                 (ok, error = 5xx from the upstream or Seawall's own).",
+            ),
+            &["route", "side", "outcome"],
+        )
+        .expect("static metric definition");
+        let canary_weight = GaugeVec::new(
+            Opts::new(
+                "seawall_canary_weight",
+                "Percent of a canary route's requests sent to the canary now (0 while rolled \
+                 back or frozen).",
+            ),
+            &["route"],
+        )
+        .expect("static metric definition");
+        let canary_rollbacks = IntCounterVec::new(
+            Opts::new(
+                "seawall_canary_rollbacks_total",
+                "Canary rollbacks, by route and trigger (judge, manual).",
+            ),
+            &["route", "trigger"],
+        )
+        .expect("static metric definition");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "seawall_build_info",
@@ -212,6 +241,9 @@ impl Metrics {
             Box::new(upstream_duration.clone()),
             Box::new(access_log_dropped.clone()),
             Box::new(build_info),
+            Box::new(canary_requests.clone()),
+            Box::new(canary_weight.clone()),
+            Box::new(canary_rollbacks.clone()),
             // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...:
             // the names every Prometheus exporter uses, read from /proc at scrape time.
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
@@ -256,6 +288,9 @@ impl Metrics {
             downstream_connections,
             upstream_duration,
             access_log_dropped,
+            canary_requests,
+            canary_weight,
+            canary_rollbacks,
         }
     }
 

@@ -68,7 +68,7 @@ async fn settle_request_body(session: &mut Session) {
 
 /// Seawall's own answer for `reason`, with the route's CSP headers.
 async fn send_answer(session: &mut Session, ctx: &Ctx, reason: Reason) -> Result<()> {
-    let (header, body) = answers::build(reason, ctx.request_id_text(), &ctx.own_answer_csp());
+    let (header, body) = answers::build(reason, ctx.request_id_text(), &ctx.own_answer_headers());
     answers::write(session, header, Some(body)).await
 }
 
@@ -90,7 +90,7 @@ impl Proxy {
                 ctx.rejected_by = Some(rejection.limit.clone());
                 settle_request_body(session).await;
                 let id = ctx.request_id_text();
-                let (h, body) = answers::rate_limited(&rejection, id, &ctx.own_answer_csp());
+                let (h, body) = answers::rate_limited(&rejection, id, &ctx.own_answer_headers());
                 return answers::write(session, h, Some(body)).await;
             }
             Answer::Refused(reason) => {
@@ -149,10 +149,12 @@ impl ProxyHttp for Proxy {
                 side,
                 delay,
                 guards,
+                canary,
             }) => {
                 ctx.upstream = Some(upstream);
                 ctx.side = side;
                 ctx.guards = guards;
+                ctx.canary = canary;
                 if !delay.is_zero() {
                     // As nginx does: the request waits, the worker does not.
                     tokio::time::sleep(delay).await;
@@ -291,6 +293,9 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         resp.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
+        if let Some(cookie) = ctx.canary.as_ref().and_then(|c| c.set_cookie.clone()) {
+            resp.append_header(http::header::SET_COOKIE, cookie)?;
+        }
         if let Some(rl) = &ctx.ratelimit {
             resp.insert_header(RATELIMIT_POLICY, rl.policy.clone())?;
             resp.insert_header(RATELIMIT, rl.state.clone())?;
@@ -400,6 +405,10 @@ impl ProxyHttp for Proxy {
                     .with_label_values(&[&up.name])
                     .observe(t.elapsed().as_secs_f64());
             }
+        }
+        if let Some(c) = &ctx.canary {
+            c.canary
+                .record(c.side, status.map_or(0, |s| s.as_u16()), elapsed);
         }
         if self.state.access_log.is_on() {
             access_log::write(&self.state.access_log, session, ctx, status, elapsed, e);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use http::Method;
 use regex::Regex;
 
+use crate::canary::{BoundCanary, RouteCanary};
 use crate::csp::CspChoice;
 use crate::limits::{BoundLimit, LimitSpec};
 use crate::upstream::Upstream;
@@ -108,11 +109,12 @@ impl PathMatch {
 }
 
 /// A route. Everything a request needs is resolved: the upstream pool itself, the CSP choice, the
-/// limits. `L` is what a limit is at this stage: its compiled spec ([`RouteSpec`], what config
-/// loading returns) or the spec with its state ([`Route`], what the live snapshot holds; built by
-/// [`crate::snapshot::build`]). So a route whose limits are not bound cannot reach a request.
+/// limits, the canary. `L` and `K` are what a limit and a canary are at this stage: their
+/// compiled specs ([`RouteSpec`], what config loading returns) or the specs with their state
+/// ([`Route`], what the live snapshot holds; built by [`crate::snapshot::build`]). So a route
+/// whose limits or canary are not bound cannot reach a request.
 #[derive(Debug)]
-pub struct Route<L = BoundLimit> {
+pub struct Route<L = BoundLimit, K = BoundCanary> {
     pub name: Arc<str>,
     pub host: Option<HostMatch>,
     pub path: PathMatch,
@@ -125,12 +127,14 @@ pub struct Route<L = BoundLimit> {
     /// A larger request body gets 413: the route's `max_body`, or the server's.
     pub max_body: u64,
     pub limits: Vec<L>,
+    /// `[routes.canary]`: a share of this route's requests to another upstream.
+    pub canary: Option<K>,
 }
 
 /// A route as config loading compiles it.
-pub type RouteSpec = Route<LimitSpec>;
+pub type RouteSpec = Route<LimitSpec, RouteCanary>;
 
-impl<L> Route<L> {
+impl<L, K> Route<L, K> {
     pub fn matches(&self, host: &str, path: &str, method: &Method) -> bool {
         self.methods.as_ref().is_none_or(|m| m.contains(method))
             && self.host.as_ref().is_none_or(|h| h.matches(host))
@@ -138,7 +142,7 @@ impl<L> Route<L> {
     }
 
     /// True when every request `later` would match is taken by `self` first, so `later` is dead.
-    pub fn shadows<M>(&self, later: &Route<M>) -> bool {
+    pub fn shadows<M, N>(&self, later: &Route<M, N>) -> bool {
         let hosts = match (&self.host, &later.host) {
             (None, _) => true,
             (Some(_), None) => false,
@@ -152,8 +156,14 @@ impl<L> Route<L> {
         hosts && methods && self.path.covers(&later.path)
     }
 
-    /// The same route with each limit turned into what the next stage holds.
-    pub fn map_limits<M>(self, f: impl FnMut(L) -> M) -> Route<M> {
+    /// The same route with each limit and its canary turned into what the next stage holds.
+    /// `canary` also gets the route's name and path matcher.
+    pub fn bind<M, N>(
+        self,
+        limit: impl FnMut(L) -> M,
+        canary: impl FnOnce(K, &Arc<str>, &PathMatch) -> N,
+    ) -> Route<M, N> {
+        let canary = self.canary.map(|c| canary(c, &self.name, &self.path));
         Route {
             name: self.name,
             host: self.host,
@@ -163,7 +173,8 @@ impl<L> Route<L> {
             csp: self.csp,
             max_inflight: self.max_inflight,
             max_body: self.max_body,
-            limits: self.limits.into_iter().map(f).collect(),
+            limits: self.limits.into_iter().map(limit).collect(),
+            canary,
         }
     }
 }
@@ -285,12 +296,12 @@ pub fn normalize_path(raw: &str) -> Result<std::borrow::Cow<'_, str>, BadPath> {
 }
 
 /// The first route that matches, in file order, and its index.
-pub fn find<'a, L>(
-    routes: &'a [Route<L>],
+pub fn find<'a, L, K>(
+    routes: &'a [Route<L, K>],
     host: &str,
     path: &str,
     method: &Method,
-) -> Option<(usize, &'a Route<L>)> {
+) -> Option<(usize, &'a Route<L, K>)> {
     routes
         .iter()
         .enumerate()

@@ -226,8 +226,9 @@ impl BackgroundService for HealthChecks {
     }
 }
 
-/// Every second: the tracked-keys gauges and campaign rates; every ten: forget drained idle keys
-/// (nginx's expiry) and idle unregistered tags.
+/// Every second: the tracked-keys gauges, campaign rates and canary windows (verdicts,
+/// rollbacks, freezes); every ten: forget drained idle keys (nginx's expiry), idle unregistered
+/// tags and idle CSP host labels.
 struct LimiterUpkeep {
     state: Arc<State>,
 }
@@ -250,6 +251,7 @@ impl BackgroundService for LimiterUpkeep {
                         limit.upkeep(now, every_ten);
                     }
                     self.state.campaigns.tick(&snap.campaigns, &self.state.metrics);
+                    self.state.canaries.tick(now, self.state.wall_now());
                     if every_ten {
                         self.state.campaigns.prune(now);
                         let gone = self.state.report_hosts.expire(now);

@@ -113,12 +113,15 @@ impl Snapshot {
 pub struct Bindings<'a> {
     pub limits: &'a Registry,
     pub campaigns: &'a Stats,
+    pub canaries: &'a crate::canary::Registry,
     pub metrics: &'a Metrics,
 }
 
 /// Build the live snapshot of `spec`. `previous` is the snapshot in force, if any: its upstream
 /// pools are kept where their definition did not change (health state and round-robin position
-/// with them). Limiter state is kept by limit identity; limits `spec` no longer has are forgotten.
+/// with them), for routes, canaries and ingestion alike. Limiter state is kept by limit
+/// identity and a canary's state (a rollback) while its table is unchanged; what `spec` no
+/// longer has is forgotten.
 pub fn build(spec: Spec, previous: Option<&Snapshot>, b: &Bindings<'_>) -> Snapshot {
     let Spec {
         mut settings,
@@ -134,11 +137,23 @@ pub fn build(spec: Spec, previous: Option<&Snapshot>, b: &Bindings<'_>) -> Snaps
         .into_iter()
         .map(|r| {
             let scope = r.name.clone();
-            let mut r = r.map_limits(|l| b.limits.bind(&scope, l, b.metrics));
+            let mut r = r.bind(
+                |l| b.limits.bind(&scope, l, b.metrics),
+                |mut c, name, path| {
+                    c.upstream = pool(&c.upstream);
+                    crate::canary::bind(b.canaries, name, path, c, &campaigns.launches, b.metrics)
+                },
+            );
             r.upstream = pool(&r.upstream);
             r
         })
         .collect();
+    let canaried = routes
+        .iter()
+        .filter(|r| r.canary.is_some())
+        .map(|r| r.name.clone())
+        .collect();
+    b.canaries.retain(&canaried, b.metrics);
     // Campaign limits count across routes; their metrics say route="campaign".
     let scope: Arc<str> = Arc::from(CAMPAIGN_SCOPE);
     let campaigns = campaigns.bind(

@@ -50,6 +50,8 @@ pub struct State {
     pub limits: Registry,
     /// Campaign rates and unregistered tags seen.
     pub campaigns: crate::campaign::stats::Stats,
+    /// Every route's canary (its windows, rollback, freeze), kept across reloads.
+    pub canaries: crate::canary::Registry,
     /// Added to the wall clock for launch windows: tests move time without sleeping.
     pub wall_offset_ms: std::sync::atomic::AtomicI64,
     /// The CSP report endpoint's own limit, per client: reports are anyone's input.
@@ -76,12 +78,14 @@ impl State {
         let metrics = Metrics::new();
         let limits = Registry::default();
         let campaigns = crate::campaign::stats::Stats::default();
+        let canaries = crate::canary::Registry::default();
         let snapshot = snapshot::build(
             spec,
             None,
             &Bindings {
                 limits: &limits,
                 campaigns: &campaigns,
+                canaries: &canaries,
                 metrics: &metrics,
             },
         );
@@ -110,6 +114,7 @@ impl State {
             }),
             limits,
             campaigns,
+            canaries,
             wall_offset_ms: std::sync::atomic::AtomicI64::new(0),
             report_limiter: crate::limits::limiter::Limiter::new(REPORT_RATE),
             report_hosts: Default::default(),
@@ -123,6 +128,7 @@ impl State {
         Bindings {
             limits: &self.limits,
             campaigns: &self.campaigns,
+            canaries: &self.canaries,
             metrics: &self.metrics,
         }
     }

@@ -25,6 +25,9 @@ health_check = { path = "/healthz", interval = "5s", timeout = "1s" }
 [upstreams.ingest]
 servers = ["127.0.0.1:10"]
 
+[upstreams.app-v2]
+servers = ["127.0.0.1:11"]
+
 [[routes]]
 name = "signup"
 path_prefix = "/signup"
@@ -48,6 +51,10 @@ max_body = "64KiB"
 [[routes]]
 name = "site"
 upstream = "app"
+  [routes.canary]
+  upstream = "app-v2"
+  weight = 5
+  window = "60s"
 "#;
 
 const CSP: &str = r#"default_policy = "shop"
@@ -118,9 +125,11 @@ fn changes(main: &str, csp: &str, campaigns: &str) -> Vec<String> {
     let metrics = seawall::metrics::Metrics::new();
     let limits = seawall::limits::Registry::default();
     let stats = seawall::campaign::stats::Stats::default();
+    let canaries = seawall::canary::Registry::default();
     let b = Bindings {
         limits: &limits,
         campaigns: &stats,
+        canaries: &canaries,
         metrics: &metrics,
     };
     let old = snapshot::build(load(MAIN, CSP, CAMPAIGNS), None, &b);

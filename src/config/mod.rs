@@ -11,6 +11,7 @@
 //! Nothing here panics on user input; the result is a snapshot or the full list of problems.
 
 mod campaigns_file;
+mod canary;
 mod csp_file;
 pub mod diag;
 mod limits;

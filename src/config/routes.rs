@@ -17,6 +17,7 @@ use crate::routing::{HostMatch, PathMatch, RouteSpec};
 pub(crate) struct RawRoute {
     pub file: RouteFile,
     pub limits: Vec<Spanned<LimitFile>>,
+    pub canary: Option<Spanned<super::canary::CanaryFile>>,
 }
 
 pub(super) fn raw_routes(value: Spanned<DeValue<'_>>, rep: &mut Reporter) -> Vec<RawRoute> {
@@ -33,12 +34,17 @@ pub(super) fn raw_routes(value: Spanned<DeValue<'_>>, rep: &mut Reporter) -> Vec
             continue;
         };
         let limits = table.remove("limits");
+        let canary = table.remove("canary").and_then(|c| {
+            let s = c.span();
+            de::<super::canary::CanaryFile>(c, rep).map(|c| Spanned::new(s, c))
+        });
         let Some(file) = de::<RouteFile>(table_value(span, table), rep) else {
             continue;
         };
         let mut raw = RawRoute {
             file,
             limits: Vec::new(),
+            canary,
         };
         if let Some(limits) = limits {
             let lspan = limits.span();
@@ -227,6 +233,10 @@ fn route(
             None => limits_ok = false,
         }
     }
+    let canary = match &raw.canary {
+        Some(c) => super::canary::compile(c, f.upstream.get_ref(), head, rep).map(Some),
+        None => Some(None),
+    };
     let (
         Some(name),
         Some(host),
@@ -237,6 +247,7 @@ fn route(
         Some(max_inflight),
         Some(max_body),
         true,
+        Some(canary),
     ) = (
         name,
         host,
@@ -247,6 +258,7 @@ fn route(
         max_inflight,
         max_body,
         limits_ok,
+        canary,
     )
     else {
         return None;
@@ -261,6 +273,7 @@ fn route(
         max_inflight,
         max_body,
         limits,
+        canary,
     })
 }
 
