@@ -26,6 +26,7 @@
 //! | [`header_names`] | the names of the headers Seawall reads and sets, as constants |
 //! | [`server`] | the Pingora server and its services |
 //! | [`drain`] | client connections across a drain: a request still to come is answered |
+//! | [`fleet`] | limits shared by every instance, decided in Redis; fail modes; heartbeats |
 //! | [`sd_notify`] | systemd readiness (`Type=notify`) |
 //! | [`demo`] | the built-in demo origin, tag hosts and ingestion sink |
 //!
@@ -53,6 +54,7 @@ pub mod csp;
 pub mod demo;
 pub mod diff;
 pub mod drain;
+pub mod fleet;
 pub mod header_names;
 pub mod limits;
 pub mod logging;

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     pub last_reload_success: Gauge,
     pub downstream_connections: IntGauge,
+    /// `seawall_fleet_*`: Redis-backed fleet limits (src/fleet/metrics.rs).
+    pub fleet: crate::fleet::FleetMetrics,
 }
 
 /// How a request to an upstream ended, the `outcome` label of `seawall_upstream_requests_total`.
@@ -200,6 +202,10 @@ impl Metrics {
                 .register(c)
                 .expect("each family is registered once");
         }
+        let fleet = crate::fleet::FleetMetrics::new();
+        fleet
+            .register(&registry)
+            .expect("each family is registered once");
         // Both results exist from the start, so `rate()` and alerts see a zero, not a gap.
         config_reloads.with_label_values(&["success"]);
         config_reloads.with_label_values(&["failure"]);
@@ -220,6 +226,7 @@ impl Metrics {
             config_generation,
             last_reload_success,
             downstream_connections,
+            fleet,
         }
     }
 

@@ -59,6 +59,9 @@ pub struct Snapshot {
     pub access_log: bool,
     /// If set, POST admin endpoints require `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
+    /// `[fleet]`: the Redis that fleet limits are decided in. Read at start (a change needs a
+    /// restart, like the listeners).
+    pub fleet: Option<crate::fleet::FleetSpec>,
     pub files: Vec<FileDigest>,
     /// Warnings from the load that produced this snapshot (shadowed routes and the like).
     pub warnings: Vec<Diagnostic>,

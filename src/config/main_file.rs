@@ -15,7 +15,7 @@ use super::schema::{LimitFile, RouteFile, ServerFile, UpstreamFile};
 use super::{Reporter, check_name, de, int_in, list_names, resolve, table_value, values};
 use crate::client_ip::TrustedProxies;
 use crate::csp::{CspChoice, CspConfig};
-use crate::limits::{DEFAULT_MAX_KEYS, LimitSpec};
+use crate::limits::{DEFAULT_MAX_KEYS, LimitSpec, Scope};
 use crate::routing::{HostMatch, PathMatch, Route};
 use crate::snapshot::{ProcessSettings, TlsListener};
 use crate::upstream::{self, HealthCheckSpec, Upstream};
@@ -36,6 +36,10 @@ pub(super) struct Head {
     pub access_log: bool,
     pub admin_token: Option<String>,
     pub routes: Vec<RawRoute>,
+    /// `[fleet]`, when written and valid.
+    pub fleet: Option<crate::fleet::FleetSpec>,
+    /// `[fleet]` is written (valid or not): a `scope = "fleet"` limit is then not reported again.
+    pub fleet_declared: bool,
 }
 
 pub(super) struct RawRoute {
@@ -54,6 +58,8 @@ pub(super) fn compile_head(doc: DeTable<'_>, base_dir: &Path, rep: &mut Reporter
         access_log: true,
         admin_token: None,
         routes: Vec::new(),
+        fleet: None,
+        fleet_declared: false,
     };
     let mut server = None;
     for (key, value) in doc {
@@ -61,9 +67,13 @@ pub(super) fn compile_head(doc: DeTable<'_>, base_dir: &Path, rep: &mut Reporter
             "server" => server = Some(value),
             "upstreams" => upstreams(value, &mut head, rep),
             "routes" => head.routes = raw_routes(value, rep),
+            "fleet" => {
+                head.fleet_declared = true;
+                head.fleet = super::fleet::compile(value, base_dir, rep);
+            }
             other => rep.error(
                 key.span(),
-                format!("unknown section {other:?} (expected server, upstreams, routes)"),
+                format!("unknown section {other:?} (expected server, upstreams, routes, fleet)"),
             ),
         }
     }
@@ -603,7 +613,7 @@ fn route(
             continue;
         }
         limit_names.insert(n.get_ref().clone(), n.span().start);
-        match compile_limit(lf, l.span(), None, rep) {
+        match compile_limit(lf, l.span(), None, head.fleet_declared, rep) {
             Some(spec) => limits.push(spec),
             None => limits_ok = false,
         }
@@ -689,11 +699,13 @@ fn path_match(f: &RouteFile, rep: &mut Reporter) -> Option<PathMatch> {
     Some(PathMatch::Any)
 }
 
-/// Compile a limit. `default_name` names campaign limits, which have no `name` key.
+/// Compile a limit. `default_name` names campaign limits, which have no `name` key;
+/// `fleet_declared`: the main file has a `[fleet]` section for `scope = "fleet"` to use.
 pub(super) fn compile_limit(
     lf: &LimitFile,
     span: std::ops::Range<usize>,
     default_name: Option<&str>,
+    fleet_declared: bool,
     rep: &mut Reporter,
 ) -> Option<LimitSpec> {
     let name = match (&lf.name, default_name) {
@@ -750,6 +762,8 @@ pub(super) fn compile_limit(
             }
         }
     }
+    let scope = lf.scope.as_ref().map_or(Scope::Local, |s| *s.get_ref());
+    let scope_ok = super::fleet::check_scope(lf.scope.as_ref(), fleet_declared, rep);
     let (
         Some(name),
         Some(key),
@@ -759,7 +773,10 @@ pub(super) fn compile_limit(
         Some(status),
         Some(max_keys),
         true,
-    ) = (name, key, rate, burst, delay, status, max_keys, exempt_ok)
+        true,
+    ) = (
+        name, key, rate, burst, delay, status, max_keys, exempt_ok, scope_ok,
+    )
     else {
         return None;
     };
@@ -774,5 +791,6 @@ pub(super) fn compile_limit(
         status,
         max_keys,
         exempt,
+        scope,
     })
 }

@@ -12,6 +12,7 @@
 mod campaigns_file;
 mod csp_file;
 pub mod diag;
+mod fleet;
 mod main_file;
 pub mod schema;
 pub mod values;
@@ -134,6 +135,7 @@ pub fn load(main_path: &Path) -> Result<Loaded, Diagnostics> {
             campaigns,
             access_log: head.access_log,
             admin_token: head.admin_token,
+            fleet: head.fleet,
             files: digests,
             warnings,
         },

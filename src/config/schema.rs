@@ -98,6 +98,8 @@ pub struct LimitFile {
     pub max_keys: Option<S<i64>>,
     #[serde(default)]
     pub exempt: Vec<S<String>>,
+    /// `local` (default) or `fleet`: decided in Redis for every instance (needs `[fleet]`).
+    pub scope: Option<S<crate::limits::Scope>>,
 }
 
 // ---------------------------------------------------------------- csp.toml

@@ -40,4 +40,14 @@ pub struct LimitSpec {
     pub status: StatusCode,
     pub max_keys: NonZeroUsize,
     pub exempt: Vec<IpNet>,
+    pub scope: Scope,
+}
+
+/// Where a limit's state lives: in this process, or in Redis for every instance (`[fleet]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    #[default]
+    Local,
+    Fleet,
 }
