@@ -29,6 +29,8 @@ pub(super) async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             tokio::select! {
                 _ = stop.changed() => break,
                 _ = tokio::time::sleep(wait) => {}
+                // Down since: wait one backoff (`probe`), then probe.
+                _ = inner.went_down.notified(), if up => continue,
             }
         }
         first = false;

@@ -138,6 +138,9 @@ struct Inner {
     persistence: Mutex<Option<Result<(String, String), String>>>,
     /// Why the store last went down (for `/-/status` and tests).
     last_error: Mutex<Option<String>>,
+    /// Wakes the background task when a request finds the store down, so the probe starts
+    /// after one backoff rather than after the heartbeat's sleep.
+    went_down: tokio::sync::Notify,
     limits: Mutex<HashMap<LimitId, Arc<FleetLimit>>>,
 }
 
@@ -221,6 +224,7 @@ impl Fleet {
             metrics,
             persistence: Mutex::new(None),
             last_error: Mutex::new(None),
+            went_down: tokio::sync::Notify::new(),
             limits: Mutex::new(HashMap::new()),
         });
         let (stop, stopped) = watch::channel(false);
@@ -460,7 +464,9 @@ fn skipped(n: usize) -> Decision {
 impl Inner {
     fn mark_down(&self, error: &str) {
         *self.last_error.lock() = Some(error.to_string());
-        self.up.store(false, Ordering::Release);
+        if self.up.swap(false, Ordering::AcqRel) {
+            self.went_down.notify_one();
+        }
         self.metrics.store_up.set(0);
         if !self.logged_down.swap(true, Ordering::AcqRel) {
             tracing::warn!(
