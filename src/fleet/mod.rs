@@ -197,6 +197,8 @@ impl Fleet {
         metrics: FleetMetrics,
         opts: FleetOptions,
     ) -> Result<Fleet, FleetError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| FleetError("the fleet store needs a Tokio runtime to run on".into()))?;
         let client = client(&spec).map_err(|e| FleetError(format!("Redis client: {e}")))?;
         // redis-rs's own default response timeout is 500 ms: far too long on the request path.
         // Each command gets `timeout`; reconnects are quick and few, the probe retries anyway.
@@ -228,7 +230,7 @@ impl Fleet {
             limits: Mutex::new(HashMap::new()),
         });
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(health::run(inner.clone(), stopped));
+        runtime.spawn(health::run(inner.clone(), stopped));
         Ok(Fleet { inner, _stop: stop })
     }
 
