@@ -33,6 +33,7 @@
 //! | [`logging`] | diagnostics on stderr, and the once-a-second log throttle |
 //! | [`server`] | the Pingora server and its services; why a start failed |
 //! | [`drain`] | client connections across a drain: a request still to come is answered |
+//! | [`fleet`] | limits shared by every instance, decided in Redis; fail modes; heartbeats |
 //! | [`sd_notify`] | systemd readiness (`Type=notify`) |
 //! | [`demo`] | the built-in demo origin, tag hosts and ingestion sink |
 //!
@@ -84,6 +85,7 @@ pub mod ctx;
 pub mod demo;
 pub mod diff;
 pub mod drain;
+pub mod fleet;
 pub mod headers;
 pub mod limits;
 pub mod logging;

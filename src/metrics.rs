@@ -39,6 +39,8 @@ pub struct Metrics {
     pub canary_requests: IntCounterVec,
     pub canary_weight: GaugeVec,
     pub canary_rollbacks: IntCounterVec,
+    /// `seawall_fleet_*`: Redis-backed fleet limits (src/fleet/metrics.rs).
+    pub fleet: crate::fleet::FleetMetrics,
 }
 
 /// How a request to an upstream ended, the `outcome` label of `seawall_upstream_requests_total`.
@@ -266,6 +268,10 @@ impl Metrics {
                 .register(c)
                 .expect("each family is registered once");
         }
+        let fleet = crate::fleet::FleetMetrics::new();
+        fleet
+            .register(&registry)
+            .expect("each family is registered once");
         // Both results exist from the start, so `rate()` and alerts see a zero, not a gap.
         config_reloads.with_label_values(&["success"]);
         config_reloads.with_label_values(&["failure"]);
@@ -291,6 +297,7 @@ impl Metrics {
             canary_requests,
             canary_weight,
             canary_rollbacks,
+            fleet,
         }
     }
 

@@ -68,6 +68,9 @@ pub struct Settings {
     pub access_log: crate::access_log::Destination,
     /// If set, POST admin endpoints require `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
+    /// `[fleet]`: the Redis that fleet limits are decided in. Read at start (a change needs a
+    /// restart, like the listeners).
+    pub fleet: Option<crate::fleet::FleetSpec>,
     pub files: Vec<FileDigest>,
     /// Warnings of the load that produced this config (shadowed routes and the like), as
     /// `FILE:LINE:COL: warning: MESSAGE` lines.

@@ -299,7 +299,7 @@ path_prefx = "/"
             "seawall.toml:5:1: error: missing field `servers`",
             "seawall.toml:6:1: error: unknown field `server`, expected one of `servers`, `connect_timeout`, `read_timeout`, `write_timeout`, `health_check`, `max_inflight`, `tls`, `sni`, `http2`",
             "seawall.toml:11:1: error: unknown field `path_prefx`, expected one of `name`, `host`, `path`, `path_prefix`, `path_regex`, `methods`, `upstream`, `csp`, `max_inflight`, `max_body`",
-            "seawall.toml:17:3: error: unknown field `brust`, expected one of `name`, `key`, `rate`, `burst`, `nodelay`, `delay`, `dry_run`, `status`, `max_keys`, `exempt`",
+            "seawall.toml:17:3: error: unknown field `brust`, expected one of `name`, `key`, `rate`, `burst`, `nodelay`, `delay`, `dry_run`, `status`, `max_keys`, `exempt`, `scope`",
         ],
         ..NONE
     },
@@ -796,8 +796,8 @@ servers = ["127.0.0.1:3000"]
         expect: &[
             "seawall.toml:1:1: error: missing [server] section (it holds `listen`)",
             "seawall.toml:1:1: warning: no [[routes]]: every request will be answered 404",
-            "seawall.toml:1:2: error: unknown section \"sever\" (expected server, upstreams, routes)",
-            "seawall.toml:4:2: error: unknown section \"upstream\" (expected server, upstreams, routes)",
+            "seawall.toml:1:2: error: unknown section \"sever\" (expected server, upstreams, routes, fleet)",
+            "seawall.toml:4:2: error: unknown section \"upstream\" (expected server, upstreams, routes, fleet)",
         ],
         ..NONE
     },
@@ -857,7 +857,7 @@ upstream = "ghost"
             "seawall.toml:3:20: error: network \"10.1.2.3/8\" has host bits set: did you mean 10.0.0.0/8?",
             "seawall.toml:7:19: error: invalid duration \"1\": time unit needed, for example 1sec or 1ms (write e.g. \"500ms\", \"5s\", \"2m\")",
             "seawall.toml:18:10: error: invalid rate \"5r/d\": write N r/s, N r/m or N r/h, e.g. \"10r/s\"",
-            "seawall.toml:19:3: error: unknown field `brust`, expected one of `name`, `key`, `rate`, `burst`, `nodelay`, `delay`, `dry_run`, `status`, `max_keys`, `exempt`",
+            "seawall.toml:19:3: error: unknown field `brust`, expected one of `name`, `key`, `rate`, `burst`, `nodelay`, `delay`, `dry_run`, `status`, `max_keys`, `exempt`, `scope`",
             "seawall.toml:24:12: error: unknown upstream \"ghost\" (defined: app)",
         ],
         run_binary: true,
@@ -1471,7 +1471,7 @@ ticket_url = "https://jira.example.com/MKT-1234"
         expect: &[
             "campaigns.toml:5:10: error: unknown value `block`, expected one of `divert`, `pass`, `reject`",
             "campaigns.toml:6:34: error: invalid rate \"50r/d\": write N r/s, N r/m or N r/h, e.g. \"10r/s\"",
-            "campaigns.toml:6:43: error: unknown field `brust`, expected one of `name`, `key`, `rate`, `burst`, `nodelay`, `delay`, `dry_run`, `status`, `max_keys`, `exempt`",
+            "campaigns.toml:6:43: error: unknown field `brust`, expected one of `name`, `key`, `rate`, `burst`, `nodelay`, `delay`, `dry_run`, `status`, `max_keys`, `exempt`, `scope`",
             "campaigns.toml:12:21: error: expected_peak_rps must be a positive number",
             "campaigns.toml:13:12: error: target \"api/v1/users/register\" must be a path starting with '/'",
             "campaigns.toml:14:10: error: unknown value `stop`, expected one of `divert`, `pass`, `pause`",

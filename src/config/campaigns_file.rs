@@ -101,8 +101,13 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
                     }
                     let limit = match &u.limit {
                         Some(l) => {
-                            let spec =
-                                compile_limit(l.get_ref(), l.span(), Some("unregistered"), rep);
+                            let spec = compile_limit(
+                                l.get_ref(),
+                                l.span(),
+                                Some("unregistered"),
+                                main.fleet_declared,
+                                rep,
+                            );
                             ok &= spec.is_some();
                             spec
                         }
@@ -156,7 +161,15 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
                         continue;
                     };
                     lf.limit = limit_v;
-                    match launch(lf, ispan, &mut names, &mut tag_owner, ingest_written, rep) {
+                    match launch(
+                        lf,
+                        ispan,
+                        &mut names,
+                        &mut tag_owner,
+                        ingest_written,
+                        main.fleet_declared,
+                        rep,
+                    ) {
                         Some(l) => launches.push(l),
                         None => ok = false,
                     }
@@ -309,6 +322,7 @@ fn launch(
     names: &mut BTreeMap<String, usize>,
     tag_owner: &mut BTreeMap<String, String>,
     has_ingest: bool,
+    fleet_declared: bool,
     rep: &mut Reporter,
 ) -> Option<Launch<LimitSpec, ()>> {
     let mut ok = true;
@@ -388,7 +402,13 @@ fn launch(
     let limit = match &lf.limit {
         Some(l) => {
             let default_name = format!("campaign-{}", lf.name.get_ref());
-            let spec = compile_limit(l.get_ref(), l.span(), Some(&default_name), rep);
+            let spec = compile_limit(
+                l.get_ref(),
+                l.span(),
+                Some(&default_name),
+                fleet_declared,
+                rep,
+            );
             ok &= spec.is_some();
             spec
         }

@@ -7,13 +7,15 @@ use http::StatusCode;
 
 use super::schema::LimitFile;
 use super::{Reporter, check_name, int_in, values};
-use crate::limits::{DEFAULT_MAX_KEYS, LimitSpec};
+use crate::limits::{DEFAULT_MAX_KEYS, LimitSpec, Scope};
 
-/// Compile a limit. `default_name` names campaign limits, which have no `name` key.
+/// Compile a limit. `default_name` names campaign limits, which have no `name` key;
+/// `fleet_declared`: the main file has a `[fleet]` section for `scope = "fleet"` to use.
 pub(super) fn compile_limit(
     lf: &LimitFile,
     span: std::ops::Range<usize>,
     default_name: Option<&str>,
+    fleet_declared: bool,
     rep: &mut Reporter,
 ) -> Option<LimitSpec> {
     let name = match (&lf.name, default_name) {
@@ -70,6 +72,11 @@ pub(super) fn compile_limit(
             }
         }
     }
+    let scope = lf
+        .scope
+        .as_ref()
+        .map_or(Scope::Local, |s| (*s.get_ref()).into());
+    let scope_ok = super::fleet::check_scope(lf.scope.as_ref(), fleet_declared, rep);
     let (
         Some(name),
         Some(key),
@@ -79,7 +86,10 @@ pub(super) fn compile_limit(
         Some(status),
         Some(max_keys),
         true,
-    ) = (name, key, rate, burst, delay, status, max_keys, exempt_ok)
+        true,
+    ) = (
+        name, key, rate, burst, delay, status, max_keys, exempt_ok, scope_ok,
+    )
     else {
         return None;
     };
@@ -94,5 +104,6 @@ pub(super) fn compile_limit(
         status,
         max_keys,
         exempt,
+        scope,
     })
 }

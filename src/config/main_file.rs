@@ -39,6 +39,10 @@ pub(crate) struct Head {
     pub max_body: u64,
     pub admin_token: Option<String>,
     pub routes: Vec<RawRoute>,
+    /// `[fleet]`, when written and valid.
+    pub fleet: Option<crate::fleet::FleetSpec>,
+    /// `[fleet]` is written (valid or not): a `scope = "fleet"` limit is then not reported again.
+    pub fleet_declared: bool,
 }
 
 pub(super) fn compile_head(doc: DeTable<'_>, base_dir: &Path, rep: &mut Reporter) -> Head {
@@ -53,6 +57,8 @@ pub(super) fn compile_head(doc: DeTable<'_>, base_dir: &Path, rep: &mut Reporter
         max_body: DEFAULT_MAX_BODY,
         admin_token: None,
         routes: Vec::new(),
+        fleet: None,
+        fleet_declared: false,
     };
     let mut server = None;
     for (key, value) in doc {
@@ -60,9 +66,13 @@ pub(super) fn compile_head(doc: DeTable<'_>, base_dir: &Path, rep: &mut Reporter
             "server" => server = Some(value),
             "upstreams" => upstreams(value, &mut head, rep),
             "routes" => head.routes = raw_routes(value, rep),
+            "fleet" => {
+                head.fleet_declared = true;
+                head.fleet = super::fleet::compile(value, base_dir, rep);
+            }
             other => rep.error(
                 key.span(),
-                format!("unknown section {other:?} (expected server, upstreams, routes)"),
+                format!("unknown section {other:?} (expected server, upstreams, routes, fleet)"),
             ),
         }
     }

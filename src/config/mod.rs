@@ -14,6 +14,7 @@ mod campaigns_file;
 mod canary;
 mod csp_file;
 pub mod diag;
+mod fleet;
 mod limits;
 mod main_file;
 mod routes;
@@ -139,6 +140,7 @@ pub fn load(main_path: &Path) -> Result<Loaded, Diagnostics> {
                 csp,
                 access_log: head.access_log,
                 admin_token: head.admin_token,
+                fleet: head.fleet,
                 files: digests,
                 warnings,
             },

@@ -228,7 +228,7 @@ fn route(
             continue;
         }
         limit_names.insert(n.get_ref().clone(), n.span().start);
-        match compile_limit(lf, l.span(), None, rep) {
+        match compile_limit(lf, l.span(), None, head.fleet_declared, rep) {
             Some(spec) => limits.push(spec),
             None => limits_ok = false,
         }

@@ -112,6 +112,25 @@ pub struct LimitFile {
     pub max_keys: Option<S<i64>>,
     #[serde(default)]
     pub exempt: Vec<S<String>>,
+    /// `local` (default) or `fleet`: decided in Redis for every instance (needs `[fleet]`).
+    pub scope: Option<S<ScopeFile>>,
+}
+
+/// A limit's `scope`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ScopeFile {
+    Local,
+    Fleet,
+}
+
+impl From<ScopeFile> for crate::limits::Scope {
+    fn from(s: ScopeFile) -> Self {
+        match s {
+            ScopeFile::Local => crate::limits::Scope::Local,
+            ScopeFile::Fleet => crate::limits::Scope::Fleet,
+        }
+    }
 }
 
 // ---------------------------------------------------------------- csp.toml

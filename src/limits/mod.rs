@@ -38,6 +38,15 @@ pub struct LimitSpec {
     pub status: StatusCode,
     pub max_keys: NonZeroUsize,
     pub exempt: Vec<IpNet>,
+    pub scope: Scope,
+}
+
+/// Where a limit's state lives: in this process, or in Redis for every instance (`[fleet]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scope {
+    #[default]
+    Local,
+    Fleet,
 }
 
 /// A rate as nginx writes it, `N r/s`, `N r/m`, plus Seawall's `N r/h`.

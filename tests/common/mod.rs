@@ -14,7 +14,9 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod fleet;
 pub mod process;
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
