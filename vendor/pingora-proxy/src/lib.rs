@@ -347,17 +347,15 @@ where
             }
             Err(mut e) => {
                 e.as_down();
-                if matches!(e.etype, InvalidHTTPHeader) {
+                // Seawall: the app answers (and counts, and logs) what could not be read.
+                self.inner
+                    .request_header_error(&mut downstream_session, &e)
+                    .await;
+                if matches!(e.etype, InvalidHTTPHeader | HTTPStatus(_) | ReadTimedout) {
                     debug!(
                         "Fail to proxy: {e}, downstream session type: {}",
                         downstream_session.session_type()
                     );
-                    downstream_session
-                        .respond_error(400)
-                        .await
-                        .unwrap_or_else(|e| {
-                            error!("failed to send error response to downstream: {e}");
-                        });
                 } else {
                     // otherwise the connection must be broken, no need to send anything
                     error!(

@@ -499,6 +499,25 @@ pub trait ProxyHttp {
         Ok(None)
     }
 
+    /// Seawall: the request header could not be read: it is malformed or too large, or it did
+    /// not arrive in time (`e` says which: `InvalidHTTPHeader`, `HTTPStatus(431)`,
+    /// `ReadTimedout`, or a read error). No request (and so no [`Self::CTX`]) exists, so
+    /// neither the request filters nor [`Self::logging`] run for it; this is the place to
+    /// answer, count and log it. The connection is closed afterwards.
+    ///
+    /// The default answers a malformed header with Pingora's bare `400`, a too large one with
+    /// `431`, and nothing else (as Pingora did before this hook).
+    async fn request_header_error(&self, session: &mut HttpSession, e: &Error) {
+        let status = match e.etype() {
+            InvalidHTTPHeader => 400,
+            HTTPStatus(code) => *code,
+            _ => return,
+        };
+        session.respond_error(status).await.unwrap_or_else(|e| {
+            error!("failed to send error response to downstream: {e}");
+        });
+    }
+
     /// This filter is called when the entire response is sent to the downstream successfully or
     /// there is a fatal error that terminate the request.
     ///

@@ -89,6 +89,35 @@ pub struct HttpServerOptions {
     ///
     /// Default: `None`
     pub h2_idle_timeout: Option<Duration>,
+
+    /// Seawall: how long an HTTP/1 connection may wait for its next request, in seconds
+    /// (nginx's `keepalive_timeout`). Default: 60.
+    pub keepalive_timeout_seconds: Option<u64>,
+
+    /// Seawall: how long the rest of an HTTP/1 request header may take once its first byte has
+    /// arrived (nginx's `client_header_timeout`). Default: no bound beyond the per-read
+    /// timeouts.
+    pub header_timeout: Option<Duration>,
+
+    /// Seawall: the largest HTTP/1 request header accepted, in bytes; a larger one is an error
+    /// (`HTTPStatus(431)`). Default: 1 MiB.
+    pub max_header_size: Option<usize>,
+
+    /// Seawall: reject a request line httparse cannot parse (a raw space in the target, say)
+    /// instead of percent-encoding it. Default: off.
+    pub reject_invalid_request_line: bool,
+}
+
+impl HttpServerOptions {
+    /// Seawall: apply the HTTP/1 options that every session on a connection needs: they are
+    /// not carried over by [`HttpPersistentSettings`].
+    fn apply_h1(&self, session: &mut ServerSession) {
+        session.set_header_timeout(self.header_timeout);
+        if let Some(size) = self.max_header_size {
+            session.set_max_header_size(size);
+        }
+        session.set_reject_invalid_request_line(self.reject_invalid_request_line);
+    }
 }
 
 /// Settings persisted across HTTP/1.x keepalive requests on the same downstream connection.
@@ -350,18 +379,29 @@ where
                 session.set_keepalive(None);
             } else {
                 // default 60s
-                session.set_keepalive(Some(60));
+                // Seawall: or the configured one.
+                let keepalive = self
+                    .server_options()
+                    .and_then(|o| o.keepalive_timeout_seconds)
+                    .unwrap_or(60);
+                session.set_keepalive(Some(keepalive));
             }
             session.set_keepalive_reuses_remaining(
                 self.server_options()
                     .and_then(|opts| opts.keepalive_request_limit),
             );
+            if let Some(opts) = self.server_options() {
+                opts.apply_h1(&mut session);
+            }
 
             let mut result = self.process_new_http(session, shutdown).await;
             while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
                 let mut session = ServerSession::new_http1(stream);
                 if let Some(persistent_settings) = persistent_settings {
                     persistent_settings.apply_to_session(&mut session);
+                }
+                if let Some(opts) = self.server_options() {
+                    opts.apply_h1(&mut session);
                 }
 
                 result = self.process_new_http(session, shutdown).await;

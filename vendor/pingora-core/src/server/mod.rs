@@ -224,6 +224,10 @@ pub struct Server {
     pub configuration: Arc<ServerConf>,
     /// The parser command line options
     pub options: Option<Opt>,
+
+    /// Seawall: says whether the services have nothing left to finish; see
+    /// [`Self::set_drained_check()`].
+    drained: Option<Box<dyn Fn() -> bool + Send + Sync>>,
 }
 
 // TODO: delete the pid when exit
@@ -479,6 +483,7 @@ impl Server {
             options: opt,
             dependencies: Arc::new(Mutex::new(DependencyGraph::new())),
             bootstrap,
+            drained: None,
         }
     }
 
@@ -527,7 +532,16 @@ impl Server {
             options: opt,
             dependencies: Arc::new(Mutex::new(DependencyGraph::new())),
             bootstrap,
+            drained: None,
         })
+    }
+
+    /// Seawall: end a graceful shutdown's grace period early, as soon as `drained` returns true
+    /// (polled every 10 ms once the services were told to stop). Without it the grace period
+    /// ([`ServerConf::grace_period_seconds`]) is always waited out in full, even by a process
+    /// with nothing in flight: a restart then refuses connections for that long.
+    pub fn set_drained_check(&mut self, drained: impl Fn() -> bool + Send + Sync + 'static) {
+        self.drained = Some(Box::new(drained));
     }
 
     /// Add a service to this server.
@@ -808,8 +822,25 @@ impl Server {
                 .grace_period_seconds
                 .unwrap_or(EXIT_TIMEOUT);
             info!("Graceful shutdown: grace period {}s starts", exit_timeout);
-            thread::sleep(Duration::from_secs(exit_timeout));
-            info!("Graceful shutdown: grace period ends");
+            // Seawall: the grace period ends early once the services say they are drained.
+            let deadline = Instant::now() + Duration::from_secs(exit_timeout);
+            loop {
+                let now = Instant::now();
+                if now >= deadline {
+                    info!("Graceful shutdown: grace period ends");
+                    break;
+                }
+                if self.drained.as_ref().is_some_and(|drained| drained()) {
+                    info!("Graceful shutdown: drained, grace period ends early");
+                    break;
+                }
+                let step = if self.drained.is_some() {
+                    Duration::from_millis(10)
+                } else {
+                    deadline - now
+                };
+                thread::sleep(step.min(deadline - now));
+            }
         }
 
         // Give tokio runtimes time to exit

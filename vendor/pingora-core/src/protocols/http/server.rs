@@ -385,6 +385,30 @@ impl Session {
         }
     }
 
+    /// Seawall: see [`HttpSession::set_header_timeout`](crate::protocols::http::v1::server::HttpSession::set_header_timeout).
+    /// HTTP/1 only (a noop for the others).
+    pub fn set_header_timeout(&mut self, timeout: Option<Duration>) {
+        if let Self::H1(s) = self {
+            s.set_header_timeout(timeout);
+        }
+    }
+
+    /// Seawall: see [`HttpSession::set_max_header_size`](crate::protocols::http::v1::server::HttpSession::set_max_header_size).
+    /// HTTP/1 only (a noop for the others).
+    pub fn set_max_header_size(&mut self, size: usize) {
+        if let Self::H1(s) = self {
+            s.set_max_header_size(size);
+        }
+    }
+
+    /// Seawall: see [`HttpSession::set_reject_invalid_request_line`](crate::protocols::http::v1::server::HttpSession::set_reject_invalid_request_line).
+    /// HTTP/1 only (a noop for the others).
+    pub fn set_reject_invalid_request_line(&mut self, reject: bool) {
+        if let Self::H1(s) = self {
+            s.set_reject_invalid_request_line(reject);
+        }
+    }
+
     /// Gets the downstream read timeout if set.
     pub fn get_read_timeout(&self) -> Option<Duration> {
         match self {

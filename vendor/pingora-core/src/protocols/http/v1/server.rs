@@ -158,6 +158,16 @@ pub struct HttpSession {
     /// [`super::super::HttpPersistentSettings`] into the next session.
     /// Scoped narrowly so it cannot affect FIN / `abort_on_close` semantics.
     pipelined_idle_bytes_stashed: bool,
+    /// Seawall: how long the rest of a request header may take once its first byte has arrived
+    /// (nginx's `client_header_timeout`). `None`: each read waits up to the keep-alive or read
+    /// timeout, so a client sending a byte now and then holds the connection for as long as it
+    /// likes.
+    header_timeout: Option<Duration>,
+    /// Seawall: the largest request header accepted, in bytes (a larger one is a 431).
+    max_header_size: usize,
+    /// Seawall: answer 400 to a request line that httparse rejects (a raw space or control
+    /// character in the target) instead of percent-encoding it and going on.
+    reject_invalid_request_line: bool,
 }
 
 impl HttpSession {
@@ -206,6 +216,9 @@ impl HttpSession {
             pipelining_enabled: false,
             pipelined_prefix: None,
             pipelined_idle_bytes_stashed: false,
+            header_timeout: None,
+            max_header_size: MAX_HEADER_SIZE,
+            reject_invalid_request_line: false,
         }
     }
 
@@ -213,31 +226,50 @@ impl HttpSession {
         &mut self,
         buf: &mut BytesMut,
         already_read: usize,
+        header_deadline: Option<std::time::Instant>,
     ) -> Result<Option<usize>> {
         let read_result = {
             let read_event = self.underlying_stream.read_buf(buf);
-            match self.keepalive_timeout {
-                KeepaliveStatus::Timeout(d) => match timeout(d, read_event).await {
+            // Seawall: once part of the header is in, the rest shares one deadline, whatever the
+            // keep-alive state (which times the wait for a request, not its arrival).
+            if let Some(deadline) = header_deadline.filter(|_| already_read > 0) {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match timeout(left, read_event).await {
                     Ok(res) => res,
-                    Err(e) => {
-                        debug!("keepalive timeout {d:?} reached, {e}");
-                        return Ok(None);
+                    Err(_) => {
+                        return Error::e_explain(
+                            ReadTimedout,
+                            format!(
+                                "request header not complete within {:?}, bytes read: {already_read}",
+                                self.header_timeout.unwrap_or_default()
+                            ),
+                        );
                     }
-                },
-                KeepaliveStatus::Infinite => {
-                    // FIXME: this should only apply to reads between requests
-                    read_event.await
                 }
-                KeepaliveStatus::Off => match self.read_timeout {
-                    Some(t) => match timeout(t, read_event).await {
+            } else {
+                match self.keepalive_timeout {
+                    KeepaliveStatus::Timeout(d) => match timeout(d, read_event).await {
                         Ok(res) => res,
                         Err(e) => {
-                            debug!("read timeout {t:?} reached, {e}");
-                            return Error::e_explain(ReadTimedout, format!("timeout: {t:?}"));
+                            debug!("keepalive timeout {d:?} reached, {e}");
+                            return Ok(None);
                         }
                     },
-                    None => read_event.await,
-                },
+                    KeepaliveStatus::Infinite => {
+                        // FIXME: this should only apply to reads between requests
+                        read_event.await
+                    }
+                    KeepaliveStatus::Off => match self.read_timeout {
+                        Some(t) => match timeout(t, read_event).await {
+                            Ok(res) => res,
+                            Err(e) => {
+                                debug!("read timeout {t:?} reached, {e}");
+                                return Error::e_explain(ReadTimedout, format!("timeout: {t:?}"));
+                            }
+                        },
+                        None => read_event.await,
+                    },
+                }
             }
         };
 
@@ -304,14 +336,20 @@ impl HttpSession {
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         let mut detached_suffix = None;
+        // Seawall: the header deadline starts with its first byte (now, for pipelined bytes).
+        let mut header_deadline = self
+            .header_timeout
+            .filter(|_| already_read > 0)
+            .map(|t| std::time::Instant::now() + t);
         loop {
-            if already_read > MAX_HEADER_SIZE {
+            if already_read > self.max_header_size {
                 /* NOTE: this check only blocks second read. The first large read is allowed
                 since the buf is already allocated. The goal is to avoid slowly bloating
                 this buffer */
+                // Seawall: a configurable bound, and 431 (RFC 6585) rather than a bare 400.
                 return Error::e_explain(
-                    InvalidHTTPHeader,
-                    format!("Request header larger than {MAX_HEADER_SIZE}"),
+                    HTTPStatus(431),
+                    format!("Request header larger than {}", self.max_header_size),
                 );
             }
 
@@ -323,7 +361,13 @@ impl HttpSession {
             // this request and is waiting for our response).
             if skip_next_read {
                 skip_next_read = false;
-            } else if let Some(n) = self.read_request_buf(&mut buf, already_read).await? {
+            } else if let Some(n) = self
+                .read_request_buf(&mut buf, already_read, header_deadline)
+                .await?
+            {
+                if already_read == 0 {
+                    header_deadline = self.header_timeout.map(|t| std::time::Instant::now() + t);
+                }
                 already_read += n;
             } else {
                 return Ok(None);
@@ -336,6 +380,13 @@ impl HttpSession {
                 let parsed = parse_req_buffer(&mut req, &buf);
                 match parsed {
                     HeaderParseState::Complete(s) => {
+                        // Seawall: a whole header that came in one read is bounded too.
+                        if s > self.max_header_size {
+                            return Error::e_explain(
+                                HTTPStatus(431),
+                                format!("Request header larger than {}", self.max_header_size),
+                            );
+                        }
                         self.raw_header = Some(BufRef(0, s));
 
                         // We have the header name and values we parsed to be just 0 copy Bytes
@@ -434,7 +485,9 @@ impl HttpSession {
                         break; /* continue the read loop */
                     }
                     HeaderParseState::Invalid(e) => match e {
-                        httparse::Error::Token | httparse::Error::Version => {
+                        httparse::Error::Token | httparse::Error::Version
+                            if !self.reject_invalid_request_line =>
+                        {
                             // URI escaping rebuilds the current header. Detach any request body or
                             // pipelined suffix first so normalization never copies queued requests.
                             // `separator_start` is the index of the blank line itself, so the
@@ -796,11 +849,18 @@ impl HttpSession {
     /// For HTTP 1.1, assume keepalive as long as there is no `Connection: Close` request header.
     /// For HTTP 1.0, only keepalive if there is an explicit header `Connection: keep-alive`.
     pub fn respect_keepalive(&mut self) {
+        // Seawall: a client that keeps the connection alive keeps the server's idle timeout.
+        // Turning it into "infinite" here made every connection past its first request wait
+        // for the next one forever (the timeout set for the first request was lost).
+        let server_timeout = match self.keepalive_timeout {
+            KeepaliveStatus::Timeout(d) => Some(d.as_secs()),
+            _ => None,
+        };
         if let Some(keepalive) = self.is_connection_keepalive() {
             if keepalive {
                 let (timeout, _max_use) = self.get_keepalive_values();
                 // TODO: respect max_use
-                match timeout {
+                match timeout.or(server_timeout) {
                     Some(d) => self.set_keepalive(Some(d)),
                     None => self.set_keepalive(Some(0)), // infinite
                 }
@@ -808,7 +868,8 @@ impl HttpSession {
                 self.set_keepalive(None);
             }
         } else if self.req_header().version == Version::HTTP_11 {
-            self.set_keepalive(Some(0)); // on by default for http 1.1
+            // on by default for http 1.1
+            self.set_keepalive(Some(server_timeout.unwrap_or(0)));
         } else {
             self.set_keepalive(None); // off by default for http 1.0
         }
@@ -1337,6 +1398,25 @@ impl HttpSession {
     /// Gets the downstream read timeout.
     pub fn get_read_timeout(&self) -> Option<Duration> {
         self.read_timeout
+    }
+
+    /// Seawall: bound the time the rest of a request header may take once its first byte has
+    /// arrived (nginx's `client_header_timeout`). On expiry [`Self::read_request()`] fails with
+    /// `ReadTimedout`. `None` (the default): no bound beyond the per-read timeouts.
+    pub fn set_header_timeout(&mut self, timeout: Option<Duration>) {
+        self.header_timeout = timeout;
+    }
+
+    /// Seawall: the largest request header [`Self::read_request()`] accepts, in bytes; a
+    /// larger one fails with `HTTPStatus(431)`. Default: 1 MiB.
+    pub fn set_max_header_size(&mut self, size: usize) {
+        self.max_header_size = size.min(MAX_HEADER_SIZE);
+    }
+
+    /// Seawall: reject (`InvalidHTTPHeader`) a request line httparse cannot parse, such as one
+    /// with a raw space in its target, instead of percent-encoding the target. Default: off.
+    pub fn set_reject_invalid_request_line(&mut self, reject: bool) {
+        self.reject_invalid_request_line = reject;
     }
 
     /// Sets the downstream write timeout. This will trigger if we're unable
