@@ -174,6 +174,12 @@ fn server_settings(
             .ok(),
         None => Some(Duration::from_secs(5)),
     };
+    let client = super::server_limits::compile(
+        s.header_timeout.as_ref(),
+        s.keepalive_timeout.as_ref(),
+        s.max_header_bytes.as_ref(),
+        rep,
+    );
     head.csp_file = s.csp_file;
     head.campaigns_file = s.campaigns_file;
     head.access_log = s.access_log.unwrap_or(true);
@@ -181,8 +187,8 @@ fn server_settings(
         v.as_ref()
             .map_or_else(|| d.into(), |p| resolve(base_dir, p.get_ref()))
     };
-    if let (Some(admin_listen), Some(threads), Some(grace_period)) =
-        (admin_listen, threads, grace_period)
+    if let (Some(admin_listen), Some(threads), Some(grace_period), Some(client)) =
+        (admin_listen, threads, grace_period, client)
     {
         head.process = Some(ProcessSettings {
             listen,
@@ -192,6 +198,7 @@ fn server_settings(
             upgrade_sock: path_or(&s.upgrade_sock, "/tmp/seawall_upgrade.sock"),
             pid_file: path_or(&s.pid_file, "/tmp/seawall.pid"),
             grace_period,
+            client,
         });
     }
 }

@@ -14,6 +14,7 @@ mod csp_file;
 pub mod diag;
 mod main_file;
 pub mod schema;
+mod server_limits;
 pub mod values;
 
 use std::path::{Path, PathBuf};

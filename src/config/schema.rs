@@ -35,6 +35,11 @@ pub struct ServerFile {
     pub pid_file: Option<S<String>>,
     /// Seawall addition: how long SIGTERM waits before stopping the runtimes (default 5s).
     pub grace_period: Option<S<String>>,
+    /// The client limits of `crate::client_limits` (nginx's `client_header_timeout`,
+    /// `keepalive_timeout`, `large_client_header_buffers`).
+    pub header_timeout: Option<S<String>>,
+    pub keepalive_timeout: Option<S<String>>,
+    pub max_header_bytes: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
