@@ -19,7 +19,7 @@
 //! The cost, one more `recv` and a timer per new connection: 2.5k instructions, 1.5% of a request
 //! on a new connection (`load-tests/vs-nginx --instructions --new-connections`, README).
 //!
-//! [`Draining::drained`] ends the drain early: Pingora alone waits out the whole grace period
+//! [`drained`] ends the drain early: Pingora alone waits out the whole grace period
 //! even with nothing in flight (every `systemctl restart` refused connections for 5-6 s). Once
 //! Pingora has closed the idle connections, every connection still open is serving a request
 //! or may still receive one (accepted, silent); when none is left the process can exit. The
