@@ -382,14 +382,22 @@ pub fn write(
         bytes_sent: session.body_bytes_sent(),
         error: e.map(|e| cut(&e.to_string(), 2 * FIELD_MAX).into_owned()),
     };
-    LINE.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.clear();
-        if serde_json::to_writer(&mut *buf, &line).is_ok() {
-            buf.push(b'\n');
-            log.push(&buf);
-        }
-    });
+    log.write_line(&line);
+}
+
+impl AccessLog {
+    /// Format `line` as one JSON line (in the worker's reused buffer) and queue it. For lines
+    /// other than an ordinary request's (an unreadable request's, see `unreadable`).
+    pub fn write_line<T: Serialize>(&self, line: &T) {
+        LINE.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.clear();
+            if serde_json::to_writer(&mut *buf, line).is_ok() {
+                buf.push(b'\n');
+                self.push(&buf);
+            }
+        });
+    }
 }
 
 #[cfg(test)]

@@ -18,9 +18,15 @@
 //!
 //! The cost, one more `recv` and a timer per new connection: 2.5k instructions, 1.5% of a request
 //! on a new connection (`load-tests/vs-nginx --instructions --new-connections`, docs/performance.md).
+//!
+//! [`drained`] ends the drain early: Pingora alone waits out the whole grace period
+//! even with nothing in flight (every `systemctl restart` refused connections for 5-6 s). Once
+//! Pingora has closed the idle connections, every connection still open is serving a request
+//! or may still receive one (accepted, silent); when none is left the process can exit. The
+//! vendored pingora-core polls it (`Server::set_drained_check`, patch marked "Seawall:").
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,26 +35,36 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::IntGauge;
 
-/// How long a new connection may take to send its first byte: Pingora's own limit for the
-/// first request (its 60 s keep-alive timeout), after which it closes the connection too.
-const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(60);
-
 pub struct Draining<A> {
     app: Arc<A>,
     /// Accepted connections whose first byte has not arrived.
     waiting: AtomicUsize,
     /// `seawall_downstream_connections`.
     open: IntGauge,
+    /// How long a new connection may take to send its first byte (`[server] header_timeout`,
+    /// as nginx's `client_header_timeout` bounds it).
+    first_byte_timeout: Duration,
 }
 
 impl<A> Draining<A> {
-    pub fn new(app: A, open: IntGauge) -> Draining<A> {
+    pub fn new(app: A, open: IntGauge, first_byte_timeout: Duration) -> Draining<A> {
         Draining {
             app: Arc::new(app),
             waiting: AtomicUsize::new(0),
             open,
+            first_byte_timeout,
         }
     }
+}
+
+/// Whether a drain has nothing left to finish: no client connection is open. Asked only after
+/// the drain began (Pingora has stopped accepting and closed the idle connections). A
+/// connection the accept loop took just before it stopped is counted a moment later, when its
+/// task starts: so `drained` must hold on two checks in a row (Pingora's are 10 ms apart).
+pub fn drained(open: &IntGauge, seen_empty: &AtomicBool) -> bool {
+    let empty = open.get() <= 0;
+    let before = seen_empty.swap(empty, Ordering::AcqRel);
+    empty && before
 }
 
 /// Counts a connection in `open` while it lives.
@@ -86,7 +102,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Draining<A> {
             // once. Closed, reset or silent for too long: Pingora would close it too. Pingora's
             // timer (a shared millisecond wheel, as for its own reads) costs less than a tokio
             // timer per connection: 2.5k instructions for the peek against 4.3k.
-            match pingora::time::timeout(FIRST_BYTE_TIMEOUT, stream.try_peek(&mut first)).await {
+            match pingora::time::timeout(self.first_byte_timeout, stream.try_peek(&mut first)).await
+            {
                 Ok(Ok(_)) => {}
                 Ok(Err(_)) | Err(_) => return None,
             }

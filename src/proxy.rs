@@ -66,6 +66,34 @@ async fn settle_request_body(session: &mut Session) {
     }
 }
 
+/// `Content-Length: 5, 5` (or the header twice) goes upstream as one value. Pingora has already
+/// refused a list whose values differ (400); identical ones are allowed by RFC 9110 (8.6) but
+/// an upstream that reads only the first line, or none of a list, would frame the body
+/// differently from us.
+fn single_content_length(up: &mut RequestHeader) -> Result<()> {
+    let cl = http::header::CONTENT_LENGTH;
+    let mut values = up.headers.get_all(&cl).iter();
+    let (Some(first), more) = (values.next(), values.next().is_some()) else {
+        return Ok(());
+    };
+    if !more && !first.as_bytes().contains(&b',') {
+        return Ok(());
+    }
+    let Some(one) = first
+        .to_str()
+        .ok()
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_string())
+    else {
+        return Err(Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            "unreadable Content-Length",
+        ));
+    };
+    up.insert_header(cl, one)?;
+    Ok(())
+}
+
 /// Seawall's own answer for `reason`, with the route's CSP headers.
 async fn send_answer(session: &mut Session, ctx: &Ctx, reason: Reason) -> Result<()> {
     let (header, body) = answers::build(reason, ctx.request_id_text(), &ctx.own_answer_headers());
@@ -121,6 +149,23 @@ impl ProxyHttp for Proxy {
 
     fn new_ctx(&self) -> Ctx {
         Ctx::new(self.state.snapshot.load_full())
+    }
+
+    /// Pipelined requests (several in one write) are answered in order. Pingora 0.9 leaves
+    /// this off by default: the bytes of the next request were dropped with the connection.
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        session.set_pipelining_enabled(true);
+        Ok(())
+    }
+
+    /// A request Pingora's parser refused (too many headers, a bad framing, a header over
+    /// `max_header_bytes`, too slow): Seawall's own answer, counted and logged.
+    async fn request_header_error(
+        &self,
+        session: &mut pingora::protocols::http::ServerSession,
+        e: &Error,
+    ) {
+        crate::unreadable::answer(&self.state, session, e).await;
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -265,6 +310,7 @@ impl ProxyHttp for Proxy {
         {
             up.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
         }
+        single_content_length(up)?;
         // Only Seawall says which campaign a request belongs to.
         up.remove_header(&X_SEAWALL_CAMPAIGN);
         if let Some(c) = &ctx.campaign {

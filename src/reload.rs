@@ -53,6 +53,9 @@ pub fn needs_restart(running: &ProcessSettings, new: &ProcessSettings) -> Vec<St
     if running.grace_period != new.grace_period {
         out.push("server.grace_period".to_string());
     }
+    if running.client != new.client {
+        out.push("server.header_timeout, keepalive_timeout or max_header_bytes".to_string());
+    }
     out
 }
 

@@ -133,16 +133,25 @@ pub fn build(state: Arc<State>, opts: &RunOptions) -> Result<Server, StartError>
     server.bootstrap();
     let conf = server.configuration.clone();
 
-    let proxy = pingora::proxy::http_proxy(
+    let mut proxy = pingora::proxy::http_proxy(
         &conf,
         Proxy {
             state: state.clone(),
         },
     );
+    proxy.server_options = Some(p.client.server_options());
+    proxy.h2_options = Some(p.client.h2_options());
     let mut proxy = Service::new(
         "seawall proxy".to_string(),
-        Draining::new(proxy, state.metrics.downstream_connections.clone()),
+        Draining::new(
+            proxy,
+            state.metrics.downstream_connections.clone(),
+            p.client.header_timeout,
+        ),
     );
+    let open = state.metrics.downstream_connections.clone();
+    let seen_empty = std::sync::atomic::AtomicBool::new(false);
+    server.set_drained_check(move || crate::drain::drained(&open, &seen_empty));
     for addr in &p.listen {
         proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(plain_tcp_buffers()));
     }

@@ -39,6 +39,8 @@ pub struct ProcessSettings {
     pub upgrade_sock: PathBuf,
     pub pid_file: PathBuf,
     pub grace_period: Duration,
+    /// Header timeout, keep-alive timeout, header size bound.
+    pub client: crate::client_limits::ClientLimits,
 }
 
 /// A `[[server.tls]]` listener. The certificate is loaded when the process starts; the digest

@@ -295,7 +295,7 @@ path_prefx = "/"
   brust = 10
 "#),
         expect: &[
-            "seawall.toml:3:1: error: unknown field `treads`, expected one of `listen`, `tls`, `admin_listen`, `admin_token_file`, `trusted_proxies`, `threads`, `csp_file`, `campaigns_file`, `access_log`, `upgrade_sock`, `pid_file`, `grace_period`, `max_body`",
+            "seawall.toml:3:1: error: unknown field `treads`, expected one of `listen`, `tls`, `admin_listen`, `admin_token_file`, `trusted_proxies`, `threads`, `csp_file`, `campaigns_file`, `access_log`, `upgrade_sock`, `pid_file`, `grace_period`, `max_body`, `header_timeout`, `keepalive_timeout`, `max_header_bytes`",
             "seawall.toml:5:1: error: missing field `servers`",
             "seawall.toml:6:1: error: unknown field `server`, expected one of `servers`, `connect_timeout`, `read_timeout`, `write_timeout`, `health_check`, `max_inflight`, `tls`, `sni`, `http2`",
             "seawall.toml:11:1: error: unknown field `path_prefx`, expected one of `name`, `host`, `path`, `path_prefix`, `path_regex`, `methods`, `upstream`, `csp`, `max_inflight`, `max_body`",
@@ -513,6 +513,48 @@ upstream = "app"
             "seawall.toml:8:16: error: duration \"0s\" must be greater than zero",
             "seawall.toml:9:25: error: health_check.path must be a path starting with '/'",
             "seawall.toml:9:47: error: invalid duration \"fast\": expected number at 0 (write e.g. \"500ms\", \"5s\", \"2m\")",
+        ],
+        ..NONE
+    },
+    Case {
+        name: "main_bad_client_limits",
+        main: t(r#"[server]
+listen = ["127.0.0.1:8080"]
+header_timeout = "10ms"
+keepalive_timeout = "1500ms"
+max_header_bytes = "32 kilobytes"
+
+[upstreams.app]
+servers = ["127.0.0.1:3000"]
+
+[[routes]]
+name = "site"
+upstream = "app"
+"#),
+        expect: &[
+            "seawall.toml:3:18: error: header_timeout must be at least 100ms",
+            "seawall.toml:4:21: error: keepalive_timeout must be whole seconds (Pingora counts it in seconds)",
+            "seawall.toml:5:20: error: invalid size \"32 kilobytes\" (write e.g. \"32KiB\", \"1MiB\", \"4096\")",
+        ],
+        ..NONE
+    },
+    Case {
+        name: "main_header_bytes_out_of_range",
+        main: t(r#"[server]
+listen = ["127.0.0.1:8080"]
+max_header_bytes = "2MiB"
+header_timeout = "soon"
+
+[upstreams.app]
+servers = ["127.0.0.1:3000"]
+
+[[routes]]
+name = "site"
+upstream = "app"
+"#),
+        expect: &[
+            "seawall.toml:3:20: error: max_header_bytes must be between 1KiB and 1MiB - 1 byte (Pingora's own bound), not 2097152 bytes",
+            "seawall.toml:4:18: error: invalid duration \"soon\": expected number at 0 (write e.g. \"500ms\", \"5s\", \"2m\")",
         ],
         ..NONE
     },

@@ -20,6 +20,7 @@ mod main_file;
 mod routes;
 pub mod schema;
 mod server;
+mod server_limits;
 mod upstreams;
 pub mod values;
 

@@ -37,6 +37,11 @@ pub struct ServerFile {
     pub grace_period: Option<S<String>>,
     /// A larger request body gets 413 (a route may set its own).
     pub max_body: Option<S<String>>,
+    /// The client limits of `crate::client_limits` (nginx's `client_header_timeout`,
+    /// `keepalive_timeout`, `large_client_header_buffers`).
+    pub header_timeout: Option<S<String>>,
+    pub keepalive_timeout: Option<S<String>>,
+    pub max_header_bytes: Option<S<String>>,
 }
 
 /// `access_log = true | false | "path"`.

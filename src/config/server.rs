@@ -118,6 +118,12 @@ pub(super) fn server_settings(
             .ok(),
         None => Some(Duration::from_secs(5)),
     };
+    let client = super::server_limits::compile(
+        s.header_timeout.as_ref(),
+        s.keepalive_timeout.as_ref(),
+        s.max_header_bytes.as_ref(),
+        rep,
+    );
     head.csp_file = s.csp_file;
     head.campaigns_file = s.campaigns_file;
     head.access_log = match s.access_log.as_ref().map(|a| (a.get_ref(), a.span())) {
@@ -142,8 +148,8 @@ pub(super) fn server_settings(
         v.as_ref()
             .map_or_else(|| d.into(), |p| resolve(base_dir, p.get_ref()))
     };
-    if let (Some(admin_listen), Some(threads), Some(grace_period)) =
-        (admin_listen, threads, grace_period)
+    if let (Some(admin_listen), Some(threads), Some(grace_period), Some(client)) =
+        (admin_listen, threads, grace_period, client)
     {
         head.process = Some(ProcessSettings {
             listen,
@@ -153,6 +159,7 @@ pub(super) fn server_settings(
             upgrade_sock: path_or(&s.upgrade_sock, "/tmp/seawall_upgrade.sock"),
             pid_file: path_or(&s.pid_file, "/tmp/seawall.pid"),
             grace_period,
+            client,
         });
     }
 }
