@@ -157,7 +157,9 @@ impl Admin {
                 }
             }
             Endpoint::Config => {
-                json_reply(StatusCode::OK, crate::config_view::config_json(&self.state))
+                let mut v = crate::config_view::config_json(&self.state);
+                v["fleet"] = crate::config_view::fleet_json(&self.state).await;
+                json_reply(StatusCode::OK, v)
             }
             Endpoint::Reload => return self.reload().await,
             Endpoint::CanaryRollback(route) => self.canary_rollback(route),

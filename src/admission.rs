@@ -10,13 +10,15 @@
 //! client ip (trusted proxies) -> path normalized (400 if it cannot be safely)
 //!   -> report endpoint -> route (routing::find) -> a declared body over max_body (413)
 //!   -> campaign::classify (a paused or rejected campaign answers 503 here)
-//!   -> limits: the campaign's, then the route's, one decision (a reject charges nothing)
+//!   -> limits: the campaign's, then the route's, one decision (a reject charges nothing);
+//!      fleet limits in one Redis round trip within it (fleet::decide_limits)
 //!   -> the upstream: the ingestion upstream for a diverted request (never the app), else the
 //!      route's, or on a canary route its canary upstream for a sticky share of clients
 //!   -> in-flight caps: the route's (not for a diverted request), then the upstream's
 //! ```
 //!
-//! It touches no socket: the proxy reads the facts from its session and acts on the answer, and
+//! It touches no client socket (fleet limits ask Redis; everything else is in memory): the
+//! proxy reads the facts from its session and acts on the answer, and
 //! tests drive the order directly (tests/admission.rs). What it counts on the way (campaign
 //! requests and unregistered tags, limit decisions) it counts here, once.
 
@@ -198,7 +200,7 @@ pub fn client(snap: &Snapshot, facts: &Facts<'_>) -> Client {
 }
 
 /// Decide what to do with a request. See the module doc for the order.
-pub fn admit(state: &State, snap: &Snapshot, facts: &Facts<'_>, now: Now) -> Admission {
+pub async fn admit(state: &State, snap: &Snapshot, facts: &Facts<'_>, now: Now) -> Admission {
     let client = client(snap, facts);
     let req = facts.req;
     let mut a = Admission {
@@ -256,7 +258,33 @@ pub fn admit(state: &State, snap: &Snapshot, facts: &Facts<'_>, now: Now) -> Adm
             .into_iter()
             .chain(route.limits.iter())
             .collect();
-        match limits::request::apply(&route.name, &bound, req, client.ip, now.mono_ms) {
+        let outcome = match state.fleet() {
+            Some(fleet) if bound.iter().any(|b| b.fleet.is_some()) => {
+                let checks = limits::request::keys(&bound, req, client.ip);
+                match crate::fleet::decide_limits(
+                    fleet,
+                    &bound,
+                    &checks,
+                    req,
+                    client.ip,
+                    now.mono_ms,
+                )
+                .await
+                {
+                    Ok(d) => {
+                        limits::request::outcome(&route.name, &bound, &d, client.ip, now.mono_ms)
+                    }
+                    Err(_) => {
+                        // Redis unreachable and on_store_error = "closed".
+                        count_campaign(state, &a.campaign);
+                        a.verdict = Verdict::Answer(Answer::Refused(Reason::FleetUnavailable));
+                        return a;
+                    }
+                }
+            }
+            _ => limits::request::apply(&route.name, &bound, req, client.ip, now.mono_ms),
+        };
+        match outcome {
             Outcome::Pass { delay_ms, headers } => {
                 a.ratelimit = headers;
                 delay = Duration::from_millis(delay_ms);

@@ -43,6 +43,8 @@ pub enum Reason {
     CampaignRefused,
     /// A diverted request whose ingestion upstream failed: never sent to the app instead.
     IngestUnavailable,
+    /// A fleet limit could not be decided (Redis unreachable) and `on_store_error = "closed"`.
+    FleetUnavailable,
 }
 
 impl Reason {
@@ -52,7 +54,8 @@ impl Reason {
             Reason::RouteBusy
             | Reason::UpstreamBusy
             | Reason::CampaignRefused
-            | Reason::IngestUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | Reason::IngestUnavailable
+            | Reason::FleetUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reason::NoHealthyServer | Reason::UpstreamUnreachable | Reason::UpstreamFailed => {
                 StatusCode::BAD_GATEWAY
             }
@@ -81,6 +84,7 @@ impl Reason {
             Reason::RateLimited(_) => "rate_limited",
             Reason::CampaignRefused => "campaign_refused",
             Reason::IngestUnavailable => "ingest_unavailable",
+            Reason::FleetUnavailable => "fleet_unavailable",
         }
     }
 
@@ -100,6 +104,7 @@ impl Reason {
             Reason::RateLimited(_) => "rate limit exceeded",
             Reason::CampaignRefused => "this campaign is not being accepted right now, retry later",
             Reason::IngestUnavailable => "sign-ups are queued elsewhere right now, retry shortly",
+            Reason::FleetUnavailable => "the rate limit cannot be checked right now, retry shortly",
         }
     }
 
@@ -144,7 +149,7 @@ impl Reason {
     /// Seconds a client should wait before retrying, for the answers that invite a retry.
     fn retry_after(self) -> Option<&'static str> {
         match self {
-            Reason::RouteBusy | Reason::UpstreamBusy => Some("1"),
+            Reason::RouteBusy | Reason::UpstreamBusy | Reason::FleetUnavailable => Some("1"),
             Reason::IngestUnavailable => Some("5"),
             Reason::CampaignRefused => Some("60"),
             _ => None,

@@ -161,3 +161,39 @@ pub fn config_json(state: &State) -> Value {
         "canaries": state.canaries.status(),
     })
 }
+
+/// The `fleet` section of `/-/config`: the store (its URL without credentials), whether it is
+/// up, this instance, and the live instances (read from Redis: `null` while it is down).
+pub async fn fleet_json(state: &State) -> Value {
+    let Some(f) = state.fleet() else {
+        return Value::Null;
+    };
+    let spec = f.spec();
+    let instances =
+        match f.instances().await {
+            Ok(list) => json!(list
+            .iter()
+            .map(|i| json!({ "name": i.name, "version": i.version, "started_ms": i.started_ms }))
+            .collect::<Vec<_>>()),
+            Err(_) => Value::Null,
+        };
+    json!({
+        "redis": redact(&spec.redis),
+        "up": f.is_up(),
+        "last_error": f.last_error(),
+        "instance": f.instance(),
+        "instances": instances,
+        "timeout_ms": spec.timeout.as_millis() as u64,
+        "on_store_error": spec.on_store_error.label(),
+        "expected_instances": spec.expected_instances.get(),
+        "durability_warning": f.durability_warning(),
+    })
+}
+
+/// A Redis URL without its user and password.
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://{}", &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}

@@ -183,7 +183,7 @@ impl ProxyHttp for Proxy {
             mono_ms: MonotonicClock.now_ms(),
             wall: self.state.wall_now(),
         };
-        let a = admission::admit(&self.state, &ctx.snap, &facts, now);
+        let a = admission::admit(&self.state, &ctx.snap, &facts, now).await;
         ctx.client = a.client;
         ctx.route = a.route;
         ctx.campaign = a.campaign;

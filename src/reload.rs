@@ -68,7 +68,12 @@ pub fn reload(state: &State) -> Result<u64, ReloadError> {
             for w in loaded.diagnostics.warnings() {
                 tracing::warn!("{w}");
             }
-            let restart = needs_restart(&state.process, &loaded.spec.settings.process);
+            let mut restart = needs_restart(&state.process, &loaded.spec.settings.process);
+            let old_fleet = state.snapshot.load().fleet.clone();
+            if old_fleet != loaded.spec.settings.fleet {
+                // The store is started with the process; limits keep using the running one.
+                restart.push("[fleet]".to_string());
+            }
             if !restart.is_empty() {
                 tracing::warn!(
                     settings = ?restart,

@@ -119,6 +119,8 @@ pub struct Bindings<'a> {
     pub limits: &'a Registry,
     pub campaigns: &'a Stats,
     pub canaries: &'a crate::canary::Registry,
+    /// The fleet store, for `scope = "fleet"` limits; `None` without `[fleet]`.
+    pub fleet: Option<&'a crate::fleet::Fleet>,
     pub metrics: &'a Metrics,
 }
 
@@ -137,13 +139,20 @@ pub fn build(spec: Spec, previous: Option<&Snapshot>, b: &Bindings<'_>) -> Snaps
         carry_pools(prev, &mut settings.upstreams);
     }
     let pool = |u: &Arc<Upstream>| settings.upstreams.get(&u.name).unwrap_or(u).clone();
+    let bind_limit = |scope: &Arc<str>, spec: crate::limits::LimitSpec| {
+        let mut bound = b.limits.bind(scope, spec, b.metrics);
+        if bound.spec.scope == crate::limits::Scope::Fleet {
+            bound.fleet = b.fleet.map(|f| f.limit(scope, &bound.spec));
+        }
+        bound
+    };
     campaigns.ingest = campaigns.ingest.as_ref().map(pool);
     let routes: Vec<Route> = routes
         .into_iter()
         .map(|r| {
             let scope = r.name.clone();
             let mut r = r.bind(
-                |l| b.limits.bind(&scope, l, b.metrics),
+                |l| bind_limit(&scope, l),
                 |mut c, name, path| {
                     c.upstream = pool(&c.upstream);
                     crate::canary::bind(b.canaries, name, path, c, &campaigns.launches, b.metrics)
@@ -162,7 +171,7 @@ pub fn build(spec: Spec, previous: Option<&Snapshot>, b: &Bindings<'_>) -> Snaps
     // Campaign limits count across routes; their metrics say route="campaign".
     let scope: Arc<str> = Arc::from(CAMPAIGN_SCOPE);
     let campaigns = campaigns.bind(
-        |l| b.limits.bind(&scope, l, b.metrics),
+        |l| bind_limit(&scope, l),
         |launch| b.campaigns.counter(&launch.name),
     );
     let snap = Snapshot {
@@ -171,6 +180,10 @@ pub fn build(spec: Spec, previous: Option<&Snapshot>, b: &Bindings<'_>) -> Snaps
         campaigns,
     };
     b.limits.retain(snap.limits(), b.metrics);
+    if let Some(f) = b.fleet {
+        let live: Vec<_> = snap.limits().filter_map(|l| l.fleet.as_ref()).collect();
+        f.retain_limits(&live);
+    }
     b.campaigns.settle(&snap.campaigns, b.metrics);
     snap
 }

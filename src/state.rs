@@ -52,6 +52,9 @@ pub struct State {
     pub campaigns: crate::campaign::stats::Stats,
     /// Every route's canary (its windows, rollback, freeze), kept across reloads.
     pub canaries: crate::canary::Registry,
+    /// `[fleet]`: the Redis store of fleet limits, started with the process (a change of the
+    /// section needs a restart).
+    pub fleet: Option<crate::fleet::FleetHost>,
     /// Added to the wall clock for launch windows: tests move time without sleeping.
     pub wall_offset_ms: std::sync::atomic::AtomicI64,
     /// The CSP report endpoint's own limit, per client: reports are anyone's input.
@@ -79,6 +82,13 @@ impl State {
         let limits = Registry::default();
         let campaigns = crate::campaign::stats::Stats::default();
         let canaries = crate::canary::Registry::default();
+        let fleet = spec.settings.fleet.clone().and_then(|f| {
+            crate::fleet::FleetHost::start(f, metrics.fleet.clone(), Default::default())
+                .map_err(|e| {
+                    tracing::error!(error = %e, "the fleet store did not start: fleet limits act as local ones");
+                })
+                .ok()
+        });
         let snapshot = snapshot::build(
             spec,
             None,
@@ -86,6 +96,7 @@ impl State {
                 limits: &limits,
                 campaigns: &campaigns,
                 canaries: &canaries,
+                fleet: fleet.as_ref().map(|f| f.fleet()),
                 metrics: &metrics,
             },
         );
@@ -115,6 +126,7 @@ impl State {
             limits,
             campaigns,
             canaries,
+            fleet,
             wall_offset_ms: std::sync::atomic::AtomicI64::new(0),
             report_limiter: crate::limits::limiter::Limiter::new(REPORT_RATE),
             report_hosts: Default::default(),
@@ -129,8 +141,14 @@ impl State {
             limits: &self.limits,
             campaigns: &self.campaigns,
             canaries: &self.canaries,
+            fleet: self.fleet(),
             metrics: &self.metrics,
         }
+    }
+
+    /// The fleet store, when `[fleet]` is configured and started.
+    pub fn fleet(&self) -> Option<&crate::fleet::Fleet> {
+        self.fleet.as_ref().map(|f| f.fleet())
     }
 
     /// The time launch windows are judged by.

@@ -57,17 +57,17 @@ fn req(method: &str, uri: &str, headers: &[(&str, &str)]) -> RequestHeader {
     r
 }
 
-fn admit_from(state: &State, ip: &str, r: &RequestHeader) -> Admission {
+async fn admit_from(state: &State, ip: &str, r: &RequestHeader) -> Admission {
     let facts = Facts {
         req: r,
         peer: ip.parse::<IpAddr>().unwrap(),
         tls: false,
     };
-    admission::admit(state, &state.snapshot.load(), &facts, now())
+    admission::admit(state, &state.snapshot.load(), &facts, now()).await
 }
 
-fn admit(state: &State, method: &str, uri: &str, headers: &[(&str, &str)]) -> Admission {
-    admit_from(state, "192.0.2.1", &req(method, uri, headers))
+async fn admit(state: &State, method: &str, uri: &str, headers: &[(&str, &str)]) -> Admission {
+    admit_from(state, "192.0.2.1", &req(method, uri, headers)).await
 }
 
 /// A short name for a verdict, to compare in assertions.
@@ -83,8 +83,8 @@ fn what(a: &Admission) -> String {
     }
 }
 
-#[test]
-fn the_report_endpoint_is_served_before_any_route_is_looked_at() {
+#[tokio::test]
+async fn the_report_endpoint_is_served_before_any_route_is_looked_at() {
     let csp = r#"
 report_path = "/_seawall/csp-report"
 [policies.site]
@@ -100,17 +100,20 @@ report_path = "/_seawall/csp-report"
     );
     // No route matches the report path: it is served all the same, by Seawall.
     assert_eq!(
-        what(&admit(&s, "POST", "/_seawall/csp-report", &[])),
+        what(&admit(&s, "POST", "/_seawall/csp-report", &[]).await),
         "reports"
     );
-    assert_eq!(what(&admit(&s, "GET", "/elsewhere", &[])), "refused 404");
-    let a = admit(&s, "GET", "/elsewhere", &[]);
+    assert_eq!(
+        what(&admit(&s, "GET", "/elsewhere", &[]).await),
+        "refused 404"
+    );
+    let a = admit(&s, "GET", "/elsewhere", &[]).await;
     assert!(matches!(
         a.verdict,
         Verdict::Answer(Answer::Refused(Reason::NoRoute))
     ));
     assert_eq!(
-        what(&admit(&s, "GET", "/api/x", &[])),
+        what(&admit(&s, "GET", "/api/x", &[]).await),
         "proxy to app (Route)"
     );
 }
@@ -136,8 +139,8 @@ action = "divert"
 limit = { key = "global", rate = "1r/m", burst = 1 }
 "#;
 
-#[test]
-fn campaigns_are_classified_before_the_limits_are_charged() {
+#[tokio::test]
+async fn campaigns_are_classified_before_the_limits_are_charged() {
     let main = format!(
         "{UPSTREAMS}
 [[routes]]
@@ -153,21 +156,21 @@ upstream = \"app\"
     let (_d, s) = state(&main, None, Some(CAMPAIGNS));
     // A paused campaign is answered 503 before the route's limit is looked at: it charges
     // nothing, so the one request the route's limit allows is still there for a visitor.
-    let held = admit(&s, "POST", "/signup?ref=HOLD", &[]);
+    let held = admit(&s, "POST", "/signup?ref=HOLD", &[]).await;
     assert_eq!(what(&held), "refused 503");
     assert_eq!(held.campaign.as_ref().unwrap().action, Action::Pause);
     assert_eq!(
-        what(&admit(&s, "POST", "/signup", &[])),
+        what(&admit(&s, "POST", "/signup", &[]).await),
         "proxy to app (Route)"
     );
     assert_eq!(
-        what(&admit(&s, "POST", "/signup", &[])),
+        what(&admit(&s, "POST", "/signup", &[]).await),
         "limited by global"
     );
 }
 
-#[test]
-fn a_campaigns_own_limit_comes_first_and_a_rejected_request_is_attributed_as_limited() {
+#[tokio::test]
+async fn a_campaigns_own_limit_comes_first_and_a_rejected_request_is_attributed_as_limited() {
     let (_d, s) = state(
         &format!("{UPSTREAMS}\n[[routes]]\nname = \"all\"\nupstream = \"app\"\n"),
         None,
@@ -176,21 +179,21 @@ fn a_campaigns_own_limit_comes_first_and_a_rejected_request_is_attributed_as_lim
     // burst 1: two pass, the third is stopped by the campaign's limit.
     for _ in 0..2 {
         assert_eq!(
-            what(&admit(&s, "POST", "/signup?ref=SALE", &[])),
+            what(&admit(&s, "POST", "/signup?ref=SALE", &[]).await),
             "proxy to ingest (Ingest)"
         );
     }
-    let third = admit(&s, "POST", "/signup?ref=SALE", &[]);
+    let third = admit(&s, "POST", "/signup?ref=SALE", &[]).await;
     assert_eq!(what(&third), "limited by campaign-sale");
     assert_eq!(third.campaign.as_ref().unwrap().action, Action::Limited);
     // The same tag off its targets passes to the app, attributed, outside the campaign's limit.
-    let page = admit(&s, "GET", "/pricing?ref=SALE", &[]);
+    let page = admit(&s, "GET", "/pricing?ref=SALE", &[]).await;
     assert_eq!(what(&page), "proxy to app (Route)");
     assert_eq!(page.campaign.as_ref().unwrap().action, Action::Pass);
 }
 
-#[test]
-fn a_request_one_limit_rejects_charges_none_of_the_others() {
+#[tokio::test]
+async fn a_request_one_limit_rejects_charges_none_of_the_others() {
     let main = format!(
         "{UPSTREAMS}
 [[routes]]
@@ -210,26 +213,32 @@ upstream = \"app\"
     );
     let (_d, s) = state(&main, None, None);
     let key = [("x-key", "k")];
-    assert_eq!(what(&admit(&s, "GET", "/", &key)), "proxy to app (Route)");
+    assert_eq!(
+        what(&admit(&s, "GET", "/", &key).await),
+        "proxy to app (Route)"
+    );
     // "per-key" rejects; "wide" must not be charged for it (nginx semantics).
     for _ in 0..3 {
-        assert_eq!(what(&admit(&s, "GET", "/", &key)), "limited by per-key");
+        assert_eq!(
+            what(&admit(&s, "GET", "/", &key).await),
+            "limited by per-key"
+        );
     }
     // The first request left "wide" at an excess of one request (nginx charges a limit that is
     // accounted after a later one, even a fresh key), so 4 of its burst of 5 remain: 4 more pass,
     // then it rejects. Had the 3 rejected requests charged it, only 1 would.
     for i in 0..4 {
         assert_eq!(
-            what(&admit(&s, "GET", "/", &[])),
+            what(&admit(&s, "GET", "/", &[]).await),
             "proxy to app (Route)",
             "request {i}"
         );
     }
-    assert_eq!(what(&admit(&s, "GET", "/", &[])), "limited by wide");
+    assert_eq!(what(&admit(&s, "GET", "/", &[]).await), "limited by wide");
 }
 
-#[test]
-fn a_diverted_request_never_gets_the_apps_pool_even_when_ingestion_is_full() {
+#[tokio::test]
+async fn a_diverted_request_never_gets_the_apps_pool_even_when_ingestion_is_full() {
     let main = r#"
 [upstreams.app]
 servers = ["127.0.0.1:9"]
@@ -246,27 +255,27 @@ upstream = "app"
         "",
     );
     let (_d, s) = state(main, None, Some(&campaigns));
-    let first = admit(&s, "POST", "/signup?ref=SALE", &[]);
+    let first = admit(&s, "POST", "/signup?ref=SALE", &[]).await;
     assert_eq!(what(&first), "proxy to ingest (Ingest)");
     assert!(matches!(&first.verdict, Verdict::Proxy(p) if p.side == Side::Ingest));
     // While the first holds ingestion's only slot, the next diverted request is refused with a
     // retryable 503; it is not sent to the app instead.
-    let second = admit(&s, "POST", "/signup?ref=SALE", &[]);
+    let second = admit(&s, "POST", "/signup?ref=SALE", &[]).await;
     assert_eq!(what(&second), "overloaded ingest (IngestUnavailable)");
     // Untagged sign-ups still reach the app.
     assert_eq!(
-        what(&admit(&s, "POST", "/signup", &[])),
+        what(&admit(&s, "POST", "/signup", &[]).await),
         "proxy to app (Route)"
     );
     drop(first);
     assert_eq!(
-        what(&admit(&s, "POST", "/signup?ref=SALE", &[])),
+        what(&admit(&s, "POST", "/signup?ref=SALE", &[]).await),
         "proxy to ingest (Ingest)"
     );
 }
 
-#[test]
-fn in_flight_caps_are_taken_after_the_limits_passed() {
+#[tokio::test]
+async fn in_flight_caps_are_taken_after_the_limits_passed() {
     let main = format!(
         "{UPSTREAMS}
 [[routes]]
@@ -281,15 +290,18 @@ max_inflight = 1
     );
     let (_d, s) = state(&main, None, None);
     let r = req("GET", "/", &[]);
-    let first = admit_from(&s, "192.0.2.1", &r);
+    let first = admit_from(&s, "192.0.2.1", &r).await;
     assert_eq!(what(&first), "proxy to app (Route)");
     // The same client again: its limit answers first (429), the cap is not even asked.
-    assert_eq!(what(&admit_from(&s, "192.0.2.1", &r)), "limited by per-ip");
+    assert_eq!(
+        what(&admit_from(&s, "192.0.2.1", &r).await),
+        "limited by per-ip"
+    );
     // Another client passes its limit and then meets the cap the first request holds.
-    assert_eq!(what(&admit_from(&s, "192.0.2.2", &r)), "refused 503");
+    assert_eq!(what(&admit_from(&s, "192.0.2.2", &r).await), "refused 503");
     drop(first);
     assert_eq!(
-        what(&admit_from(&s, "192.0.2.3", &r)),
+        what(&admit_from(&s, "192.0.2.3", &r).await),
         "proxy to app (Route)"
     );
 }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Kit, TestUpstream, free_addr};
+use common::{Kit, Seawall, TestUpstream, free_addr};
 
 /// Every request's send is at least this far (ms) from a moment where its decision would flip.
 const MIN_MARGIN_MS: u64 = 100;
@@ -693,12 +693,22 @@ impl Drop for Nginx {
 // ---------------------------------------------------------------------------------------------
 // The run.
 
-fn seawall_body(app: &TestUpstream) -> String {
+/// Seawall's config for the zones; `fleet`: the limits are fleet limits on that Redis.
+fn seawall_body(app: &TestUpstream, fleet: Option<&str>) -> String {
     let mut body = format!("[upstreams.app]\nservers = [\"{}\"]\n", app.addr);
+    if let Some(url) = fleet {
+        // A generous call budget: this machine is shared; the decisions are what is compared.
+        write!(body, "\n[fleet]\nredis = \"{url}\"\ntimeout = \"500ms\"\n").unwrap();
+    }
     for z in ZONES {
+        let scope = if fleet.is_some() {
+            "  scope = \"fleet\"\n"
+        } else {
+            ""
+        };
         write!(
             body,
-            "\n[[routes]]\nname = \"{0}\"\npath_prefix = \"/{0}/\"\nupstream = \"app\"\n{1}",
+            "\n[[routes]]\nname = \"{0}\"\npath_prefix = \"/{0}/\"\nupstream = \"app\"\n{1}{scope}",
             z.name,
             z.seawall_limit()
         )
@@ -776,24 +786,70 @@ fn table(reqs: &[Req], out: &[Outcome]) -> String {
     t
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seawall_and_nginx_make_the_same_decision_for_every_request() {
-    let reqs = checked_schedule();
-    let Some(bin) = Nginx::binary() else {
+/// nginx, or `None` with a note (a failure under CI).
+fn nginx_binary() -> Option<PathBuf> {
+    let bin = Nginx::binary();
+    if bin.is_none() {
         let msg =
             "nginx is not installed (/usr/sbin/nginx, Debian package `nginx`; or set NGINX=path)";
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{msg}: CI must install it to run the nginx parity test");
         }
         eprintln!("note: {msg}; skipping the nginx parity test");
-        return;
-    };
+    }
+    bin
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seawall_and_nginx_make_the_same_decision_for_every_request() {
+    let Some(bin) = nginx_binary() else { return };
     let app = TestUpstream::start("app").await;
     let sw = Kit::new()
         .server(r#"trusted_proxies = ["127.0.0.1/32"]"#)
-        .start(&seawall_body(&app));
-    let mut nginx = Nginx::start(&bin);
+        .start(&seawall_body(&app, None));
+    parity(&bin, &[sw]).await;
+}
+
+/// The same schedule sent round robin to three Seawall instances whose limits are fleet limits
+/// on one Redis: together they decide as one nginx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_fleet_instances_on_one_redis_decide_as_one_nginx() {
+    let Some(bin) = nginx_binary() else { return };
+    let Some(redis) = common::redis::RedisServer::start() else {
+        return;
+    };
+    let app = TestUpstream::start("app").await;
+    let body = seawall_body(&app, Some(&redis.url()));
+    let sws: Vec<Seawall> = (0..3)
+        .map(|_| {
+            Kit::new()
+                .server(r#"trusted_proxies = ["127.0.0.1/32"]"#)
+                .start(&body)
+        })
+        .collect();
+    for sw in &sws {
+        let fleet = sw.state().fleet().expect("[fleet] started");
+        assert!(fleet.wait_up(Duration::from_secs(10)).await, "Redis not up");
+    }
+    parity(&bin, &sws).await;
+    for sw in &sws {
+        // Decided in Redis throughout: no decision fell back to a local limiter.
+        sw.expect_metric("seawall_fleet_store_up", &[], 1.0).await;
+        for z in ZONES {
+            let labels = [("route", z.name), ("limit", z.name)];
+            let fell_back = sw
+                .metric("seawall_fleet_fallback_decisions_total", &labels)
+                .await;
+            assert_eq!(fell_back, 0.0, "zone {}", z.name);
+        }
+    }
+}
+
+/// Send the checked schedule to nginx and, request `i`, to `seawalls[i % n]`; assert every
+/// decision is the same.
+async fn parity(bin: &Path, seawalls: &[Seawall]) {
+    let reqs = checked_schedule();
+    let mut nginx = Nginx::start(bin);
     let (nc, sc) = (http_client(), http_client());
     nginx.wait_ready(&nc).await;
 
@@ -801,6 +857,7 @@ async fn seawall_and_nginx_make_the_same_decision_for_every_request() {
     let warm = futures::future::join_all((0..8).flat_map(|i| {
         let zone = ZONES[i % ZONES.len()];
         let (nc, sc) = (nc.clone(), sc.clone());
+        let sw = &seawalls[i % seawalls.len()];
         let (nu, su) = (nginx.url(&zone.path()), sw.url(&zone.path()));
         [
             tokio::spawn(async move { nc.get(nu).send().await.map(|r| r.status().as_u16()) }),
@@ -816,9 +873,11 @@ async fn seawall_and_nginx_make_the_same_decision_for_every_request() {
     let t0 = tokio::time::Instant::now() + Duration::from_millis(LEAD_IN_MS);
     let tasks: Vec<_> = reqs
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
             let (nc, sc) = (nc.clone(), sc.clone());
             let path = ZONES[r.zone].path();
+            let sw = &seawalls[i % seawalls.len()];
             let (nu, su) = (nginx.url(&path), sw.url(&path));
             let (key, at) = (r.key, Duration::from_millis(r.at_ms));
             tokio::spawn(async move {
@@ -917,10 +976,11 @@ async fn seawall_and_nginx_make_the_same_decision_for_every_request() {
     };
     let model_delayed = reqs.iter().filter(|r| r.delay_ms >= 300).count();
     println!(
-        "nginx parity: {} decisions compared, all equal ({} passed, {rejected} rejected with 429) \
+        "nginx parity ({} Seawall instance(s)): {} decisions compared, all equal ({} passed, {rejected} rejected with 429) \
          in {:.1} s; sends at most {max_late} ms late; the model of nginx's formula disagreed with \
          nginx on {model_differs}; of {model_delayed} requests the model delays >= 300 ms, nginx \
          took that long on {} and Seawall on {}",
+        seawalls.len(),
         reqs.len(),
         reqs.len() - rejected,
         took.as_secs_f64(),

@@ -130,6 +130,7 @@ fn changes(main: &str, csp: &str, campaigns: &str) -> Vec<String> {
         limits: &limits,
         campaigns: &stats,
         canaries: &canaries,
+        fleet: None,
         metrics: &metrics,
     };
     let old = snapshot::build(load(MAIN, CSP, CAMPAIGNS), None, &b);

@@ -55,6 +55,7 @@ fn build(
         limits: &limits,
         campaigns: &stats,
         canaries,
+        fleet: None,
         metrics: &metrics,
     };
     crate::snapshot::build(spec, previous, &b)

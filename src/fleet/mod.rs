@@ -24,6 +24,7 @@
 //! so reading `TIME` and then writing is allowed.
 
 mod cache;
+pub mod compose;
 mod health;
 pub mod instances;
 mod key;
@@ -43,6 +44,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 
 pub use cache::safe_until;
+pub use compose::{Unavailable, decide_limits};
 pub use instances::Instance;
 pub use key::FleetKey;
 pub use limit::{FleetLimit, KEY_PREFIX};
@@ -491,5 +493,50 @@ impl Inner {
                 "fleet store up: fleet limits are decided in Redis"
             );
         }
+    }
+}
+
+/// A [`Fleet`] with the small Tokio runtime its connection and background task run on, for a
+/// process whose other runtimes (Pingora's) come and go with its services. Dropping it stops
+/// the fleet, then the runtime.
+pub struct FleetHost {
+    fleet: Fleet,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for FleetHost {
+    fn drop(&mut self) {
+        // The state holding it may be dropped on a runtime's thread (a test's, Pingora's):
+        // a blocking shutdown there panics. The fleet's tasks stop with it either way.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl FleetHost {
+    pub fn start(
+        spec: FleetSpec,
+        metrics: FleetMetrics,
+        opts: FleetOptions,
+    ) -> Result<FleetHost, FleetError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("fleet")
+            .enable_all()
+            .build()
+            .map_err(|e| FleetError(format!("cannot start the fleet runtime: {e}")))?;
+        let fleet = {
+            let _in = runtime.enter();
+            Fleet::start(spec, metrics, opts)?
+        };
+        Ok(FleetHost {
+            fleet,
+            runtime: Some(runtime),
+        })
+    }
+
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet
     }
 }

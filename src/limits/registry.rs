@@ -51,6 +51,9 @@ pub struct BoundLimit {
     pub policy_header: HeaderValue,
     /// At most one dry-run log line per second for this limit.
     pub dry_run_log: crate::logging::Throttle,
+    /// A `scope = "fleet"` limit: its state in Redis ([`crate::fleet`]). Its local `limiter`
+    /// then serves only as the `rate / expected_instances` fallback's sibling, unused.
+    pub fleet: Option<Arc<crate::fleet::FleetLimit>>,
 }
 
 impl BoundLimit {
@@ -125,6 +128,7 @@ impl Registry {
             identity,
             spec,
             dry_run_log: Default::default(),
+            fleet: None,
         }
     }
 

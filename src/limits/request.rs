@@ -1,5 +1,7 @@
 //! A route's limits applied to one request: keys, exemptions, the decision, its metrics, its
-//! log lines and the `RateLimit` headers. The proxy calls [`apply`] and acts on the outcome.
+//! log lines and the `RateLimit` headers. Admission calls [`apply`] (local limits), or, when a
+//! limit is a fleet one, [`keys`], `fleet::decide_limits` and [`outcome`], and acts on the
+//! outcome.
 
 use std::net::IpAddr;
 
@@ -7,7 +9,7 @@ use http::{HeaderValue, StatusCode};
 use pingora::http::RequestHeader;
 
 use super::keys;
-use super::limiter::{Check, Verdict, decide};
+use super::limiter::{Check, Decision, Verdict, decide};
 use super::registry::BoundLimit;
 
 /// `RateLimit-Policy` and `RateLimit` for a response.
@@ -62,7 +64,32 @@ fn log_dry_run(b: &BoundLimit, route: &str, client: IpAddr, now_ms: u64, retry_a
     );
 }
 
-/// Apply `bound` (a campaign's limit first, if any, then the route's) to a request.
+/// The keys of a request for each of `bound`'s limits (`None`: the limit does not apply: its key
+/// is absent or the client is exempt, counted as `exempt`).
+pub fn keys<'a>(bound: &[&'a BoundLimit], req: &RequestHeader, client: IpAddr) -> Vec<Check<'a>> {
+    bound
+        .iter()
+        .map(|b| {
+            let exempt =
+                !b.spec.exempt.is_empty() && b.spec.exempt.iter().any(|n| n.contains(&client));
+            if exempt {
+                b.counters.exempt.inc();
+            }
+            Check {
+                limiter: &b.limiter,
+                key: if exempt {
+                    None
+                } else {
+                    keys::key(&b.spec.key, req, client)
+                },
+                dry_run: b.spec.dry_run,
+            }
+        })
+        .collect()
+}
+
+/// Apply `bound` (a campaign's limit first, if any, then the route's) to a request, all of them
+/// local: one nginx decision.
 pub fn apply(
     route: &str,
     bound: &[&BoundLimit],
@@ -70,23 +97,19 @@ pub fn apply(
     client: IpAddr,
     now_ms: u64,
 ) -> Outcome {
-    let mut checks = Vec::with_capacity(bound.len());
-    for b in bound {
-        let exempt = !b.spec.exempt.is_empty() && b.spec.exempt.iter().any(|n| n.contains(&client));
-        if exempt {
-            b.counters.exempt.inc();
-        }
-        checks.push(Check {
-            limiter: &b.limiter,
-            key: if exempt {
-                None
-            } else {
-                keys::key(&b.spec.key, req, client)
-            },
-            dry_run: b.spec.dry_run,
-        });
-    }
-    let decision = decide(&checks, now_ms);
+    let decision = decide(&keys(bound, req, client), now_ms);
+    outcome(route, bound, &decision, client, now_ms)
+}
+
+/// What a decision over `bound` means for the request: its metrics, its log lines, the
+/// `RateLimit` headers, and whether it passes.
+pub fn outcome(
+    route: &str,
+    bound: &[&BoundLimit],
+    decision: &Decision,
+    client: IpAddr,
+    now_ms: u64,
+) -> Outcome {
     let mut tightest: Option<(usize, u64, u64)> = None;
     for (i, (b, v)) in bound.iter().zip(&decision.verdicts).enumerate() {
         match *v {
