@@ -58,6 +58,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod queue;
 pub mod reload;
 pub mod routing;
 pub mod sd_notify;

@@ -116,6 +116,9 @@ pub struct Route {
     /// `None` = every method.
     pub methods: Option<Vec<Method>>,
     pub upstream: Arc<Upstream>,
+    /// `queue = "NAME"`: every request this route matches is queued (durably accepted, then
+    /// delivered to the queue's `deliver_to`, which is also `upstream` above), never proxied.
+    pub queue: Option<Arc<str>>,
     pub csp: CspChoice,
     /// 0 = no cap.
     pub max_inflight: u32,

@@ -56,6 +56,9 @@ pub struct Snapshot {
     pub trusted: TrustedProxies,
     pub csp: CspConfig,
     pub campaigns: Campaigns,
+    /// `[queues.NAME]`: specs only; the running queues (stores, workers) live in
+    /// `crate::queue::Queues`, kept across reloads by name.
+    pub queues: BTreeMap<Arc<str>, Arc<crate::queue::QueueSpec>>,
     pub access_log: bool,
     /// If set, POST admin endpoints require `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,

@@ -796,8 +796,8 @@ servers = ["127.0.0.1:3000"]
         expect: &[
             "seawall.toml:1:1: error: missing [server] section (it holds `listen`)",
             "seawall.toml:1:1: warning: no [[routes]]: every request will be answered 404",
-            "seawall.toml:1:2: error: unknown section \"sever\" (expected server, upstreams, routes)",
-            "seawall.toml:4:2: error: unknown section \"upstream\" (expected server, upstreams, routes)",
+            "seawall.toml:1:2: error: unknown section \"sever\" (expected server, upstreams, routes, queues)",
+            "seawall.toml:4:2: error: unknown section \"upstream\" (expected server, upstreams, routes, queues)",
         ],
         ..NONE
     },

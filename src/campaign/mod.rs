@@ -77,6 +77,8 @@ pub struct Unregistered {
 pub struct Campaigns {
     pub tag_sources: Vec<KeySource>,
     pub ingest: Option<Arc<Upstream>>,
+    /// `ingest_queue`: where `action = "queue"` puts a request.
+    pub ingest_queue: Option<Arc<str>>,
     pub unregistered: Unregistered,
     pub launches: Vec<Launch>,
     /// Lower-cased tag -> index into `launches`.
@@ -88,6 +90,7 @@ impl Default for Campaigns {
         Campaigns {
             tag_sources: Vec::new(),
             ingest: None,
+            ingest_queue: None,
             unregistered: Unregistered {
                 action: UnregisteredAction::Pass,
                 limit: None,
@@ -104,6 +107,8 @@ impl Default for Campaigns {
 pub enum Action {
     /// To the ingestion upstream, never to the app.
     Divert,
+    /// Into `ingest_queue` (durably accepted, delivered later), never to the app directly.
+    Queue,
     /// To the route's upstream as usual.
     Pass,
     /// 503 + Retry-After, no upstream (a paused launch, or `reject` for unregistered tags).
@@ -178,6 +183,7 @@ pub fn classify<'a>(
         }
         let (action, action_label) = match launch.action {
             LaunchAction::Divert => (Action::Divert, "divert"),
+            LaunchAction::Queue => (Action::Queue, "queue"),
             LaunchAction::Pass => (Action::Pass, "pass"),
             LaunchAction::Pause => (Action::Refuse, "pause"),
         };
@@ -192,6 +198,7 @@ pub fn classify<'a>(
     }
     let (action, action_label) = match c.unregistered.action {
         UnregisteredAction::Divert => (Action::Divert, "divert"),
+        UnregisteredAction::Queue => (Action::Queue, "queue"),
         UnregisteredAction::Pass => (Action::Pass, "pass"),
         UnregisteredAction::Reject => (Action::Refuse, "reject"),
     };

@@ -48,6 +48,7 @@ fn campaigns(unregistered: UnregisteredAction) -> Campaigns {
         .map(|s| named_source(s).unwrap())
         .collect(),
         ingest: None,
+        ingest_queue: None,
         unregistered: Unregistered {
             action: unregistered,
             limit: None,

@@ -30,6 +30,7 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
     // Whether a key is written at all: one that is written but unreadable is reported as such,
     // not a second time as missing.
     let ingest_written = head_table.contains_key("ingest_upstream");
+    let queue_written = head_table.contains_key("ingest_queue");
     let sources_written = head_table
         .get("tag_sources")
         .is_some_and(|v| !matches!(v.get_ref(), DeValue::Array(a) if a.is_empty()));
@@ -41,6 +42,7 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
             CampaignsHead {
                 tag_sources: Vec::new(),
                 ingest_upstream: None,
+                ingest_queue: None,
             }
         }
     };
@@ -78,6 +80,14 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
         },
         None => None,
     };
+    let ingest_queue = match &head.ingest_queue {
+        Some(q) => {
+            let found = super::queues::lookup(main, q, rep, "ingest_queue");
+            ok &= found.is_some();
+            found
+        }
+        None => None,
+    };
 
     let unregistered = match unregistered_v {
         Some(v) => {
@@ -89,8 +99,15 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
                     let action = u.action.unwrap_or(UnregisteredAction::Pass);
                     if action == UnregisteredAction::Divert && !ingest_written {
                         rep.error(
-                            span,
+                            span.clone(),
                             "[unregistered] action = \"divert\" needs `ingest_upstream`",
+                        );
+                        ok = false;
+                    }
+                    if action == UnregisteredAction::Queue && !queue_written {
+                        rep.error(
+                            span,
+                            "[unregistered] action = \"queue\" needs `ingest_queue`",
                         );
                         ok = false;
                     }
@@ -141,7 +158,8 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
                         continue;
                     };
                     lf.limit = limit_v;
-                    match launch(lf, ispan, &mut names, &mut tag_owner, ingest_written, rep) {
+                    let has = (ingest_written, queue_written);
+                    match launch(lf, ispan, &mut names, &mut tag_owner, has, rep) {
                         Some(l) => launches.push(l),
                         None => ok = false,
                     }
@@ -168,6 +186,7 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
     ok.then_some(Campaigns {
         tag_sources,
         ingest,
+        ingest_queue,
         unregistered,
         launches,
         by_tag,
@@ -222,7 +241,7 @@ fn launch(
     span: std::ops::Range<usize>,
     names: &mut BTreeMap<String, usize>,
     tag_owner: &mut BTreeMap<String, String>,
-    has_ingest: bool,
+    (has_ingest, has_queue): (bool, bool),
     rep: &mut Reporter,
 ) -> Option<Launch> {
     let mut ok = true;
@@ -304,6 +323,13 @@ fn launch(
                 "launch action \"divert\" (the default when `action` is not set) needs \
                  `ingest_upstream`"
             },
+        );
+        ok = false;
+    }
+    if action == LaunchAction::Queue && !has_queue {
+        rep.error(
+            span.start..span.start,
+            "launch action \"queue\" needs `ingest_queue`",
         );
         ok = false;
     }

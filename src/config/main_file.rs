@@ -36,9 +36,13 @@ pub(super) struct Head {
     pub access_log: bool,
     pub admin_token: Option<String>,
     pub routes: Vec<RawRoute>,
+    pub queues: BTreeMap<Arc<str>, Arc<crate::queue::QueueSpec>>,
+    /// Every queue name written, valid or not (as `declared_upstreams`).
+    pub declared_queues: BTreeSet<String>,
 }
 
 pub(super) struct RawRoute {
+    pub span: std::ops::Range<usize>,
     pub file: RouteFile,
     pub limits: Vec<Spanned<LimitFile>>,
 }
@@ -54,18 +58,26 @@ pub(super) fn compile_head(doc: DeTable<'_>, base_dir: &Path, rep: &mut Reporter
         access_log: true,
         admin_token: None,
         routes: Vec::new(),
+        queues: BTreeMap::new(),
+        declared_queues: BTreeSet::new(),
     };
     let mut server = None;
+    let mut queues = None;
+    let has_fleet = doc.contains_key("fleet");
     for (key, value) in doc {
         match key.get_ref().as_ref() {
             "server" => server = Some(value),
             "upstreams" => upstreams(value, &mut head, rep),
             "routes" => head.routes = raw_routes(value, rep),
+            "queues" => queues = Some(value),
             other => rep.error(
                 key.span(),
-                format!("unknown section {other:?} (expected server, upstreams, routes)"),
+                format!("unknown section {other:?} (expected server, upstreams, routes, queues)"),
             ),
         }
+    }
+    if let Some(q) = queues {
+        super::queues::compile(q, has_fleet, base_dir, &mut head, rep);
     }
     match server {
         Some(v) => {
@@ -406,10 +418,11 @@ fn raw_routes(value: Spanned<DeValue<'_>>, rep: &mut Reporter) -> Vec<RawRoute> 
             continue;
         };
         let limits = table.remove("limits");
-        let Some(file) = de::<RouteFile>(table_value(span, table), rep) else {
+        let Some(file) = de::<RouteFile>(table_value(span.clone(), table), rep) else {
             continue;
         };
         let mut raw = RawRoute {
+            span: span.clone(),
             file,
             limits: Vec::new(),
         };
@@ -524,22 +537,7 @@ fn route(
             ok.then_some(Some(out))
         }
     };
-    let upstream = match head.upstreams.get(f.upstream.get_ref().as_str()) {
-        Some(u) => Some(u.clone()),
-        None => {
-            if !head.declared_upstreams.contains(f.upstream.get_ref()) {
-                rep.error(
-                    f.upstream.span(),
-                    format!(
-                        "unknown upstream {:?} (defined: {})",
-                        f.upstream.get_ref(),
-                        list_names(head.declared_upstreams.iter().map(String::as_str))
-                    ),
-                );
-            }
-            None
-        }
-    };
+    let (upstream, queue) = route_target(raw, head, rep);
     let csp_choice = match (&f.csp, csp) {
         (Some(c), _) if c.get_ref() == "off" => Some(CspChoice::Off),
         (_, None) => None,
@@ -614,6 +612,7 @@ fn route(
         Some(path),
         Some(methods),
         Some(upstream),
+        Some(queue),
         Some(csp),
         Some(max_inflight),
         true,
@@ -623,6 +622,7 @@ fn route(
         path,
         methods,
         upstream,
+        queue,
         csp_choice,
         max_inflight,
         limits_ok,
@@ -636,11 +636,59 @@ fn route(
         path,
         methods,
         upstream,
+        queue,
         csp,
         max_inflight,
         limits,
         bound: Vec::new(),
     })
+}
+
+/// A route names exactly one of `upstream` and `queue`. A queued route's `upstream` is its
+/// queue's `deliver_to`, so code that reads the route's pool (health, status) still has one.
+#[allow(clippy::type_complexity)]
+fn route_target(
+    raw: &RawRoute,
+    head: &Head,
+    rep: &mut Reporter,
+) -> (Option<Arc<Upstream>>, Option<Option<Arc<str>>>) {
+    let f = &raw.file;
+    match (&f.upstream, &f.queue) {
+        (Some(_), Some(q)) => {
+            rep.error(q.span(), "a route takes `upstream` or `queue`, not both");
+            (None, None)
+        }
+        (None, None) => {
+            rep.error(raw.span.start..raw.span.start, "missing field `upstream`");
+            (None, None)
+        }
+        (None, Some(q)) => match super::queues::lookup(head, q, rep, "route") {
+            Some(name) => {
+                let up = head.queues.get(&name).map(|s| s.deliver_to.clone());
+                (up, Some(Some(name)))
+            }
+            None => (None, None),
+        },
+        (Some(u), None) => {
+            let up = match head.upstreams.get(u.get_ref().as_str()) {
+                Some(up) => Some(up.clone()),
+                None => {
+                    if !head.declared_upstreams.contains(u.get_ref()) {
+                        rep.error(
+                            u.span(),
+                            format!(
+                                "unknown upstream {:?} (defined: {})",
+                                u.get_ref(),
+                                list_names(head.declared_upstreams.iter().map(String::as_str))
+                            ),
+                        );
+                    }
+                    None
+                }
+            };
+            (up, Some(None))
+        }
+    }
 }
 
 fn path_match(f: &RouteFile, rep: &mut Reporter) -> Option<PathMatch> {

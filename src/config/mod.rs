@@ -13,6 +13,7 @@ mod campaigns_file;
 mod csp_file;
 pub mod diag;
 mod main_file;
+mod queues;
 pub mod schema;
 pub mod values;
 
@@ -132,6 +133,7 @@ pub fn load(main_path: &Path) -> Result<Loaded, Diagnostics> {
             trusted: head.trusted,
             csp,
             campaigns,
+            queues: head.queues,
             access_log: head.access_log,
             admin_token: head.admin_token,
             files: digests,

@@ -19,6 +19,40 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A size in bytes: `"512MiB"`, `"64KiB"`, `"10MB"`, `"4096"` (plain bytes). Binary units
+/// (KiB, MiB, GiB) are powers of 1024, decimal ones (kB, MB, GB) powers of 1000, as `ls` and
+/// nginx users read them; a bare `K`/`M`/`G` is taken as binary, the way nginx's `10m` is. Zero is
+/// refused: a zero cap is a typo, never a setting.
+pub fn size(s: &str) -> Result<u64, String> {
+    let bad = || format!("invalid size {s:?}: write e.g. \"64KiB\", \"10MiB\", \"1GiB\" or a number of bytes");
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(bad());
+    }
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "k" | "KB" => 1 << 10,
+        "MiB" | "M" | "m" => 1 << 20,
+        "GiB" | "G" | "g" => 1 << 30,
+        "TiB" => 1 << 40,
+        "kB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return Err(bad()),
+    };
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))?;
+    if bytes == 0 {
+        return Err(format!("size {s:?} must be greater than zero"));
+    }
+    Ok(bytes)
+}
+
 /// A rate as nginx writes it, `N r/s`, `N r/m`, plus Seawall's `N r/h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
@@ -220,6 +254,20 @@ mod tests {
         assert!(rate("10r/d").is_err());
         assert!(rate("0r/s").is_err());
         assert!(rate("-1r/s").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size("64KiB").unwrap(), 65_536);
+        assert_eq!(size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(size(" 10 MB ").unwrap(), 10_000_000);
+        assert_eq!(size("4096").unwrap(), 4096);
+        assert_eq!(size("1G").unwrap(), 1 << 30);
+        assert!(size("0KiB").unwrap_err().contains("greater than zero"));
+        assert!(size("12 parsecs").unwrap_err().contains("invalid size"));
+        assert!(size("MiB").is_err());
+        assert!(size("-1MiB").is_err());
+        assert!(size("99999999999TiB").unwrap_err().contains("too large"));
     }
 
     #[test]

@@ -1,0 +1,766 @@
+//! The embedded store: one redb database per queue, written by one thread with group commit.
+//!
+//! Why redb rather than a hand-written segment log (measured by benches/queue.rs, which also
+//! runs the floor of a raw append + fdatasync log on the same disk): a queue needs more than an append-only log. Entries finish out of order (retries
+//! with backoff, dead letters, redrive) and an `Idempotency-Key` must be found among a million
+//! entries; a log needs an in-RAM index of every live entry for that, redb keeps the indexes on
+//! disk in B-trees with a bounded page cache. Its commits are atomic and checksummed: a commit
+//! torn by `kill -9` or a power cut is rolled back on open to the last durable one (which is
+//! all that was ever acknowledged), so there is no torn tail to skip by hand.
+//!
+//! Group commit: appends arriving while a commit is being fsynced wait in the channel and go
+//! into the next transaction together, so one fsync acknowledges a whole batch. Delivery
+//! bookkeeping (ack, retry) commits without fsync and becomes durable with the next durable
+//! commit (at most [`LAZY_SYNC`] later): a crash in between only redelivers, never loses.
+
+use std::collections::HashSet;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+use tokio::sync::oneshot;
+
+use super::record::Lead;
+use super::store::{
+    Accepted, AppendLimits, DeadLetter, EntryId, Leased, Refusal, Store, StoreError, StoreStats,
+};
+
+/// seq -> encoded [`Lead`].
+const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+/// seq -> [`State`], for live entries and dead letters alike.
+const STATE: TableDefinition<u64, &[u8]> = TableDefinition::new("state");
+/// (due ms, seq): the delivery order.
+const DUE: TableDefinition<(u64, u64), ()> = TableDefinition::new("due");
+/// seq -> encoded [`Lead`] of a dead letter.
+const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead");
+/// (died ms, seq): dead letters newest first.
+const DEAD_ORDER: TableDefinition<(u64, u64), ()> = TableDefinition::new("dead_order");
+/// Idempotency-Key -> (accepted ms, receipt).
+const IDEM: TableDefinition<&str, (u64, &str)> = TableDefinition::new("idem");
+/// (accepted ms, key): to forget keys older than max_age.
+const IDEM_EXP: TableDefinition<(u64, &str), ()> = TableDefinition::new("idem_exp");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The database file inside the spool directory.
+pub const FILE_NAME: &str = "queue.redb";
+/// Longest a non-durable commit (ack, retry) waits for an fsync.
+pub const LAZY_SYNC: Duration = Duration::from_secs(1);
+/// Most operations in one transaction: bounds a commit's latency under a flood.
+const MAX_BATCH: usize = 2048;
+
+#[derive(Debug, Clone, Copy)]
+pub struct SpoolOptions {
+    /// After the first append of a batch, wait this long for more before committing. Zero: take
+    /// what is already waiting (commits still group while an fsync is in progress).
+    pub commit_window: Duration,
+    /// redb's page cache: the RAM the spool may use whatever its depth.
+    pub cache_bytes: usize,
+    /// One transaction per append (no grouping): only for measuring what grouping buys.
+    pub no_grouping: bool,
+}
+
+impl Default for SpoolOptions {
+    fn default() -> Self {
+        SpoolOptions {
+            commit_window: Duration::ZERO,
+            cache_bytes: 16 << 20,
+            no_grouping: false,
+        }
+    }
+}
+
+struct Inner {
+    db: Database,
+    file: PathBuf,
+    /// Entries a delivery holds now (at most the queue's max_inflight).
+    leased: Mutex<HashSet<u64>>,
+    depth: AtomicU64,
+    bytes: AtomicU64,
+    /// 0 = empty.
+    oldest_ms: AtomicU64,
+    dead: AtomicU64,
+}
+
+pub struct Spool {
+    inner: Arc<Inner>,
+    tx: Option<mpsc::Sender<Op>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+type Reply<T> = oneshot::Sender<T>;
+
+enum Op {
+    Append(Lead, AppendLimits, Reply<Result<Accepted, Refusal>>),
+    Ack(u64, Reply<Result<(), StoreError>>),
+    Retry(u64, State, Reply<Result<(), StoreError>>),
+    Bury(u64, u32, String, u64, Reply<Result<(), StoreError>>),
+    Redrive(u64, Reply<Result<u64, StoreError>>),
+}
+
+/// Delivery state of one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct State {
+    attempts: u32,
+    due_ms: u64,
+    age_from_ms: u64,
+    died_ms: u64,
+    last: String,
+}
+
+impl State {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(28 + self.last.len());
+        v.extend_from_slice(&self.attempts.to_le_bytes());
+        v.extend_from_slice(&self.due_ms.to_le_bytes());
+        v.extend_from_slice(&self.age_from_ms.to_le_bytes());
+        v.extend_from_slice(&self.died_ms.to_le_bytes());
+        v.extend_from_slice(self.last.as_bytes());
+        v
+    }
+
+    fn decode(b: &[u8]) -> State {
+        let u64_at = |i: usize| {
+            b.get(i..i + 8)
+                .and_then(|s| s.try_into().ok())
+                .map_or(0, u64::from_le_bytes)
+        };
+        State {
+            attempts: b
+                .get(0..4)
+                .and_then(|s| s.try_into().ok())
+                .map_or(0, u32::from_le_bytes),
+            due_ms: u64_at(4),
+            age_from_ms: u64_at(12),
+            died_ms: u64_at(20),
+            last: b
+                .get(28..)
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The acceptance time stored at the front of every record (after its version byte).
+fn accepted_at(record: &[u8]) -> u64 {
+    record
+        .get(1..9)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl Spool {
+    /// Open (or create) the spool in `dir`: the directory 0700, the file 0600, whatever they
+    /// were (leads are personal data). A database left by a crash is repaired here: redb rolls
+    /// back to its last durable commit, and that is logged once.
+    pub fn open(dir: &Path, opts: SpoolOptions) -> Result<Spool, StoreError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| StoreError(format!("cannot create spool directory {}: {e}", dir.display())))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| StoreError(format!("cannot chmod {}: {e}", dir.display())))?;
+        let file = dir.join(FILE_NAME);
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&file)
+            .map_err(|e| StoreError(format!("cannot open {}: {e}", file.display())))?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError(format!("cannot chmod {}: {e}", file.display())))?;
+        let shown = file.display().to_string();
+        let reported = std::sync::atomic::AtomicBool::new(false);
+        let db = Database::builder()
+            .set_cache_size(opts.cache_bytes)
+            .set_repair_callback(move |s| {
+                if !reported.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        file = %shown,
+                        progress = s.progress(),
+                        "spool was not closed cleanly (crash or kill -9): repairing; the last \
+                         commit that never finished is rolled back (it was never acknowledged)"
+                    );
+                }
+            })
+            .create(&file)
+            .map_err(|e| StoreError(format!("cannot open spool {}: {e}", file.display())))?;
+        let inner = Arc::new(Inner {
+            db,
+            file,
+            leased: Mutex::new(HashSet::new()),
+            depth: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            oldest_ms: AtomicU64::new(0),
+            dead: AtomicU64::new(0),
+        });
+        let next_seq = init_tables(&inner)?;
+        let (tx, rx) = mpsc::channel();
+        let w = Writer {
+            inner: inner.clone(),
+            rx,
+            next_seq,
+            opts,
+            dirty: false,
+            idem_ms: 0,
+            last_purge: Instant::now(),
+        };
+        let writer = std::thread::Builder::new()
+            .name("seawall-spool".into())
+            .spawn(move || w.run())
+            .map_err(err)?;
+        Ok(Spool {
+            inner,
+            tx: Some(tx),
+            writer: Some(writer),
+        })
+    }
+
+    /// The database file, for messages.
+    pub fn file(&self) -> &Path {
+        &self.inner.file
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Op,
+        closed: T,
+    ) -> T {
+        let (tx, rx) = oneshot::channel();
+        match &self.tx {
+            Some(sender) if sender.send(make(tx)).is_ok() => rx.await.unwrap_or(closed),
+            _ => closed,
+        }
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(err)?
+    }
+}
+
+impl Drop for Spool {
+    /// Let the writer finish what it has, fsync, and release the file, so a spool reopened
+    /// at the same path right after (a restart in tests, a queue recreated) finds it free.
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn init_tables(inner: &Inner) -> Result<u64, StoreError> {
+    let txn = inner.db.begin_write().map_err(err)?;
+    let next_seq;
+    {
+        let entries = txn.open_table(ENTRIES).map_err(err)?;
+        txn.open_table(STATE).map_err(err)?;
+        txn.open_table(DUE).map_err(err)?;
+        let dead = txn.open_table(DEAD).map_err(err)?;
+        txn.open_table(DEAD_ORDER).map_err(err)?;
+        txn.open_table(IDEM).map_err(err)?;
+        txn.open_table(IDEM_EXP).map_err(err)?;
+        let meta = txn.open_table(META).map_err(err)?;
+        let last_live = entries.last().map_err(err)?.map(|(k, _)| k.value());
+        let last_dead = dead.last().map_err(err)?.map(|(k, _)| k.value());
+        let stored = meta.get("next_seq").map_err(err)?.map(|v| v.value());
+        next_seq = [last_live.map(|s| s + 1), last_dead.map(|s| s + 1), stored]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(1);
+        let mut bytes = 0u64;
+        for t in [&entries, &dead] {
+            for row in t.iter().map_err(err)? {
+                let (_, v) = row.map_err(err)?;
+                bytes += v.value().len() as u64;
+            }
+        }
+        inner.bytes.store(bytes, Ordering::Relaxed);
+        inner.depth.store(entries.len().map_err(err)?, Ordering::Relaxed);
+        inner.dead.store(dead.len().map_err(err)?, Ordering::Relaxed);
+        let oldest = entries.first().map_err(err)?.map_or(0, |(_, v)| accepted_at(v.value()));
+        inner.oldest_ms.store(oldest, Ordering::Relaxed);
+    }
+    txn.commit().map_err(err)?;
+    Ok(next_seq)
+}
+
+struct Writer {
+    inner: Arc<Inner>,
+    rx: mpsc::Receiver<Op>,
+    next_seq: u64,
+    opts: SpoolOptions,
+    /// A non-durable commit is waiting for an fsync.
+    dirty: bool,
+    /// The idempotency window last asked for, to forget older keys.
+    idem_ms: u64,
+    last_purge: Instant,
+}
+
+/// What to tell each caller once the transaction is committed (or not).
+enum Pending {
+    Append(Reply<Result<Accepted, Refusal>>, Result<Accepted, Refusal>),
+    Unit(Reply<Result<(), StoreError>>, Option<u64>),
+    Count(Reply<Result<u64, StoreError>>, u64),
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            let wait = if self.dirty { LAZY_SYNC } else { Duration::from_secs(60) };
+            let first = match self.rx.recv_timeout(wait) {
+                Ok(op) => op,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.idle();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch = vec![first];
+            if !self.opts.no_grouping {
+                let deadline = Instant::now() + self.opts.commit_window;
+                while batch.len() < MAX_BATCH {
+                    match self.rx.try_recv() {
+                        Ok(op) => batch.push(op),
+                        Err(_) => {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                break;
+                            }
+                            match self.rx.recv_timeout(left) {
+                                Ok(op) => batch.push(op),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+            }
+            self.apply(batch);
+        }
+        if self.dirty {
+            self.idle();
+        }
+    }
+
+    /// Nothing to do: make pending bookkeeping durable, forget old idempotency keys.
+    fn idle(&mut self) {
+        let now = super::WallClock::now_ms(&super::SystemClock);
+        let purge = self.idem_ms > 0 && self.last_purge.elapsed() >= Duration::from_secs(30);
+        if !self.dirty && !purge {
+            return;
+        }
+        let r = (|| -> Result<(), StoreError> {
+            let mut txn = self.inner.db.begin_write().map_err(err)?;
+            txn.set_durability(Durability::Immediate).map_err(err)?;
+            if purge {
+                let cutoff = now.saturating_sub(self.idem_ms);
+                let mut exp = txn.open_table(IDEM_EXP).map_err(err)?;
+                let mut idem = txn.open_table(IDEM).map_err(err)?;
+                let old: Vec<(u64, String)> = exp
+                    .range(..(cutoff, ""))
+                    .map_err(err)?
+                    .take(10_000)
+                    .filter_map(|r| r.ok())
+                    .map(|(k, _)| {
+                        let (t, key) = k.value();
+                        (t, key.to_string())
+                    })
+                    .collect();
+                for (t, key) in &old {
+                    exp.remove((*t, key.as_str())).map_err(err)?;
+                    let same = idem.get(key.as_str()).map_err(err)?.map(|v| v.value().0);
+                    if same == Some(*t) {
+                        idem.remove(key.as_str()).map_err(err)?;
+                    }
+                }
+            }
+            txn.commit().map_err(err)
+        })();
+        match r {
+            Ok(()) => {
+                self.dirty = false;
+                if purge {
+                    self.last_purge = Instant::now();
+                }
+            }
+            Err(e) => tracing::error!(file = %self.inner.file.display(), error = %e, "spool commit failed"),
+        }
+    }
+
+    fn apply(&mut self, batch: Vec<Op>) {
+        let durable = batch
+            .iter()
+            .any(|op| !matches!(op, Op::Ack(..) | Op::Retry(..)));
+        let mut pending = Vec::with_capacity(batch.len());
+        let seq_before = self.next_seq;
+        let result = self.transact(batch, durable, &mut pending);
+        let failed = match result {
+            Ok(stats) => {
+                self.inner.depth.store(stats.depth, Ordering::Relaxed);
+                self.inner.bytes.store(stats.bytes, Ordering::Relaxed);
+                self.inner.dead.store(stats.dead, Ordering::Relaxed);
+                self.inner.oldest_ms.store(stats.oldest_ms.unwrap_or(0), Ordering::Relaxed);
+                self.dirty = !durable;
+                None
+            }
+            Err(e) => {
+                tracing::error!(file = %self.inner.file.display(), error = %e, "spool commit failed");
+                self.next_seq = seq_before;
+                Some(e)
+            }
+        };
+        let mut leased = self.inner.leased.lock();
+        for p in pending {
+            match p {
+                Pending::Append(tx, r) => {
+                    let _ = tx.send(match &failed {
+                        Some(e) => Err(Refusal::StoreError(e.0.clone())),
+                        None => r,
+                    });
+                }
+                Pending::Unit(tx, seq) => {
+                    // Released even when the commit failed: the entry is then as it was (due),
+                    // and the worker must be able to lease it again.
+                    if let Some(s) = seq {
+                        leased.remove(&s);
+                    }
+                    let _ = tx.send(failed.clone().map_or(Ok(()), Err));
+                }
+                Pending::Count(tx, n) => {
+                    let _ = tx.send(failed.clone().map_or(Ok(n), Err));
+                }
+            }
+        }
+    }
+
+    fn transact(
+        &mut self,
+        batch: Vec<Op>,
+        durable: bool,
+        pending: &mut Vec<Pending>,
+    ) -> Result<StoreStats, StoreError> {
+        let mut txn = self.inner.db.begin_write().map_err(err)?;
+        txn.set_durability(if durable { Durability::Immediate } else { Durability::None })
+            .map_err(err)?;
+        let stats;
+        {
+            let mut entries = txn.open_table(ENTRIES).map_err(err)?;
+            let mut state = txn.open_table(STATE).map_err(err)?;
+            let mut due = txn.open_table(DUE).map_err(err)?;
+            let mut dead = txn.open_table(DEAD).map_err(err)?;
+            let mut dead_order = txn.open_table(DEAD_ORDER).map_err(err)?;
+            let mut idem = txn.open_table(IDEM).map_err(err)?;
+            let mut idem_exp = txn.open_table(IDEM_EXP).map_err(err)?;
+            let mut meta = txn.open_table(META).map_err(err)?;
+            let mut bytes = self.inner.bytes.load(Ordering::Relaxed);
+            for op in batch {
+                match op {
+                    Op::Append(lead, limits, tx) => {
+                        self.idem_ms = self.idem_ms.max(limits.idempotency_ms);
+                        let r = (|| {
+                            if lead.body.len() as u64 > limits.max_body {
+                                return Ok(Err(Refusal::TooLarge));
+                            }
+                            if let Some(key) = &lead.idempotency_key
+                                && let Some(v) = idem.get(key.as_str()).map_err(err)?
+                            {
+                                let (t, receipt) = v.value();
+                                if t + limits.idempotency_ms > lead.accepted_at_ms {
+                                    return Ok(Ok(Accepted {
+                                        receipt: receipt.to_string(),
+                                        duplicate: true,
+                                    }));
+                                }
+                            }
+                            let record = lead.encode();
+                            if bytes + record.len() as u64 > limits.max_bytes {
+                                return Ok(Err(Refusal::Full));
+                            }
+                            let seq = self.next_seq;
+                            self.next_seq += 1;
+                            let now = lead.accepted_at_ms;
+                            entries.insert(seq, record.as_slice()).map_err(err)?;
+                            let st = State {
+                                attempts: 0,
+                                due_ms: now,
+                                age_from_ms: now,
+                                died_ms: 0,
+                                last: String::new(),
+                            };
+                            state.insert(seq, st.encode().as_slice()).map_err(err)?;
+                            due.insert((now, seq), ()).map_err(err)?;
+                            if let Some(key) = &lead.idempotency_key {
+                                if let Some(old) = idem
+                                    .insert(key.as_str(), (now, lead.receipt.as_str()))
+                                    .map_err(err)?
+                                {
+                                    let t = old.value().0;
+                                    drop(old);
+                                    idem_exp.remove((t, key.as_str())).map_err(err)?;
+                                }
+                                idem_exp.insert((now, key.as_str()), ()).map_err(err)?;
+                            }
+                            bytes += record.len() as u64;
+                            Ok::<_, StoreError>(Ok(Accepted {
+                                receipt: lead.receipt.clone(),
+                                duplicate: false,
+                            }))
+                        })()?;
+                        pending.push(Pending::Append(tx, r));
+                    }
+                    Op::Ack(seq, tx) => {
+                        if let Some(v) = entries.remove(seq).map_err(err)? {
+                            bytes = bytes.saturating_sub(v.value().len() as u64);
+                        }
+                        if let Some(s) = state.remove(seq).map_err(err)? {
+                            let st = State::decode(s.value());
+                            drop(s);
+                            due.remove((st.due_ms, seq)).map_err(err)?;
+                        }
+                        pending.push(Pending::Unit(tx, Some(seq)));
+                    }
+                    Op::Retry(seq, new, tx) => {
+                        let old = state.get(seq).map_err(err)?.map(|s| State::decode(s.value()));
+                        if let Some(old) = old {
+                            due.remove((old.due_ms, seq)).map_err(err)?;
+                            let st = State {
+                                age_from_ms: old.age_from_ms,
+                                ..new
+                            };
+                            state.insert(seq, st.encode().as_slice()).map_err(err)?;
+                            due.insert((st.due_ms, seq), ()).map_err(err)?;
+                        }
+                        pending.push(Pending::Unit(tx, Some(seq)));
+                    }
+                    Op::Bury(seq, attempts, last, now, tx) => {
+                        let record = entries.remove(seq).map_err(err)?.map(|v| v.value().to_vec());
+                        let old = state.get(seq).map_err(err)?.map(|s| State::decode(s.value()));
+                        if let (Some(record), Some(old)) = (record, old) {
+                            due.remove((old.due_ms, seq)).map_err(err)?;
+                            dead.insert(seq, record.as_slice()).map_err(err)?;
+                            let st = State {
+                                attempts,
+                                died_ms: now,
+                                last,
+                                ..old
+                            };
+                            state.insert(seq, st.encode().as_slice()).map_err(err)?;
+                            dead_order.insert((now, seq), ()).map_err(err)?;
+                        }
+                        pending.push(Pending::Unit(tx, Some(seq)));
+                    }
+                    Op::Redrive(now, tx) => {
+                        let mut n = 0;
+                        while let Some(seq) =
+                            dead_order.pop_first().map_err(err)?.map(|(k, _)| k.value().1)
+                        {
+                            let Some(record) = dead.remove(seq).map_err(err)?.map(|v| v.value().to_vec()) else {
+                                continue;
+                            };
+                            entries.insert(seq, record.as_slice()).map_err(err)?;
+                            let st = State {
+                                attempts: 0,
+                                due_ms: now,
+                                age_from_ms: now,
+                                died_ms: 0,
+                                last: String::new(),
+                            };
+                            state.insert(seq, st.encode().as_slice()).map_err(err)?;
+                            due.insert((now, seq), ()).map_err(err)?;
+                            n += 1;
+                        }
+                        pending.push(Pending::Count(tx, n));
+                    }
+                }
+            }
+            meta.insert("next_seq", self.next_seq).map_err(err)?;
+            stats = StoreStats {
+                depth: entries.len().map_err(err)?,
+                bytes,
+                oldest_ms: entries.first().map_err(err)?.map(|(_, v)| accepted_at(v.value())),
+                dead: dead.len().map_err(err)?,
+            };
+        }
+        txn.commit().map_err(err)?;
+        Ok(stats)
+    }
+}
+
+fn lease_due(inner: &Inner, now_ms: u64, max: usize) -> Result<(Vec<Leased>, Vec<(u64, String)>), StoreError> {
+    let txn = inner.db.begin_read().map_err(err)?;
+    let due = txn.open_table(DUE).map_err(err)?;
+    let entries = txn.open_table(ENTRIES).map_err(err)?;
+    let state = txn.open_table(STATE).map_err(err)?;
+    let mut leased = inner.leased.lock();
+    let mut out = Vec::new();
+    let mut broken = Vec::new();
+    for row in due.range((0, 0)..=(now_ms, u64::MAX)).map_err(err)? {
+        if out.len() >= max {
+            break;
+        }
+        let (k, _) = row.map_err(err)?;
+        let (_, seq) = k.value();
+        if leased.contains(&seq) {
+            continue;
+        }
+        let Some(rec) = entries.get(seq).map_err(err)? else {
+            continue;
+        };
+        let st = state.get(seq).map_err(err)?.map(|s| State::decode(s.value())).unwrap_or(State {
+            attempts: 0,
+            due_ms: 0,
+            age_from_ms: 0,
+            died_ms: 0,
+            last: String::new(),
+        });
+        leased.insert(seq);
+        match Lead::decode(rec.value()) {
+            Ok(lead) => out.push(Leased {
+                id: EntryId(u128::from(seq)),
+                lead,
+                attempts: st.attempts,
+                age_from_ms: st.age_from_ms,
+            }),
+            Err(e) => broken.push((seq, format!("undecodable record: {e}"))),
+        }
+    }
+    Ok((out, broken))
+}
+
+fn seq_of(id: EntryId) -> u64 {
+    id.0 as u64
+}
+
+#[async_trait]
+impl Store for Spool {
+    async fn append(&self, lead: Lead, limits: AppendLimits) -> Result<Accepted, Refusal> {
+        if lead.body.len() as u64 > limits.max_body {
+            return Err(Refusal::TooLarge);
+        }
+        let closed = Err(Refusal::StoreError("spool is closed".into()));
+        self.call(|tx| Op::Append(lead, limits, tx), closed).await
+    }
+
+    async fn lease(&self, now_ms: u64, max: usize) -> Result<Vec<Leased>, StoreError> {
+        let (out, broken) = self.read(move |i| lease_due(i, now_ms, max)).await?;
+        for (seq, why) in broken {
+            tracing::error!(file = %self.inner.file.display(), seq, error = %why, "spool entry cannot be read: moved to the dead letters");
+            self.bury(EntryId(u128::from(seq)), 0, why, now_ms).await?;
+        }
+        Ok(out)
+    }
+
+    async fn next_due_ms(&self) -> Result<Option<u64>, StoreError> {
+        self.read(|inner| {
+            let txn = inner.db.begin_read().map_err(err)?;
+            let due = txn.open_table(DUE).map_err(err)?;
+            let leased = inner.leased.lock();
+            for row in due.iter().map_err(err)? {
+                let (k, _) = row.map_err(err)?;
+                let (t, seq) = k.value();
+                if !leased.contains(&seq) {
+                    return Ok(Some(t));
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn ack(&self, id: EntryId) -> Result<(), StoreError> {
+        let closed = Err(StoreError("spool is closed".into()));
+        self.call(|tx| Op::Ack(seq_of(id), tx), closed).await
+    }
+
+    async fn retry(&self, id: EntryId, attempts: u32, due_ms: u64, last: String) -> Result<(), StoreError> {
+        let st = State {
+            attempts,
+            due_ms,
+            age_from_ms: 0,
+            died_ms: 0,
+            last,
+        };
+        let closed = Err(StoreError("spool is closed".into()));
+        self.call(|tx| Op::Retry(seq_of(id), st, tx), closed).await
+    }
+
+    async fn bury(&self, id: EntryId, attempts: u32, last: String, now_ms: u64) -> Result<(), StoreError> {
+        let closed = Err(StoreError("spool is closed".into()));
+        self.call(|tx| Op::Bury(seq_of(id), attempts, last, now_ms, tx), closed).await
+    }
+
+    async fn dead_letters(&self, limit: usize, with_body: bool) -> Result<Vec<DeadLetter>, StoreError> {
+        self.read(move |inner| {
+            let txn = inner.db.begin_read().map_err(err)?;
+            let order = txn.open_table(DEAD_ORDER).map_err(err)?;
+            let dead = txn.open_table(DEAD).map_err(err)?;
+            let state = txn.open_table(STATE).map_err(err)?;
+            let mut out = Vec::new();
+            for row in order.iter().map_err(err)?.rev().take(limit) {
+                let (k, _) = row.map_err(err)?;
+                let (died, seq) = k.value();
+                let Some(rec) = dead.get(seq).map_err(err)? else { continue };
+                let st = state.get(seq).map_err(err)?.map(|s| State::decode(s.value()));
+                let st = st.unwrap_or(State { attempts: 0, due_ms: 0, age_from_ms: 0, died_ms: died, last: String::new() });
+                let (receipt, campaign, method, path, body, accepted) = match Lead::decode(rec.value()) {
+                    Ok(l) => (l.receipt, l.campaign, l.method, l.path, Some(l.body), l.accepted_at_ms),
+                    Err(_) => (format!("seq-{seq}"), None, String::new(), String::new(), None, accepted_at(rec.value())),
+                };
+                out.push(DeadLetter {
+                    receipt,
+                    attempts: st.attempts,
+                    last: st.last,
+                    accepted_at_ms: accepted,
+                    died_at_ms: died,
+                    campaign,
+                    method,
+                    path,
+                    body: if with_body { body } else { None },
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn redrive(&self, now_ms: u64) -> Result<u64, StoreError> {
+        let closed = Err(StoreError("spool is closed".into()));
+        self.call(|tx| Op::Redrive(now_ms, tx), closed).await
+    }
+
+    fn stats(&self) -> StoreStats {
+        let i = &self.inner;
+        let oldest = i.oldest_ms.load(Ordering::Relaxed);
+        StoreStats {
+            depth: i.depth.load(Ordering::Relaxed),
+            bytes: i.bytes.load(Ordering::Relaxed),
+            oldest_ms: (oldest != 0).then_some(oldest),
+            dead: i.dead.load(Ordering::Relaxed),
+        }
+    }
+
+    fn release_leases(&self) {
+        self.inner.leased.lock().clear();
+    }
+}
