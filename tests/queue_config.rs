@@ -69,7 +69,7 @@ upstream = "app"
             "seawall.toml:11:14: error: deliver_to names unknown upstream \"nope\" (defined: app)",
             "seawall.toml:12:8: error: invalid rate \"20/s\": write N r/s, N r/m or N r/h, e.g. \"10r/s\"",
             "seawall.toml:13:16: error: max_inflight must be between 1 and 10000, not 0",
-            "seawall.toml:14:35: error: retry.max must not be below retry.initial",
+            "seawall.toml:14:33: error: retry.max must not be below retry.initial",
             "seawall.toml:15:16: error: max_attempts must be between 1 and 1000, not 0",
             "seawall.toml:16:11: error: invalid duration \"forever\": expected number at 0 (write e.g. \"500ms\", \"5s\", \"2m\")",
             "seawall.toml:17:12: error: accepted takes either status/body/content_type or redirect (a 303), not both",
@@ -131,7 +131,7 @@ upstream = "app"
             "seawall.toml:12:25: error: accepted.redirect \"thanks\" must be a path starting with '/' or an http(s) URL",
             "seawall.toml:15:9: error: unknown value `disk`, expected `spool` or `redis`",
             "seawall.toml:18:23: error: accepted.status must be between 200 and 299, not 302",
-            "seawall.toml:18:45: error: invalid content_type \"\"",
+            "seawall.toml:18:43: error: invalid content_type \"\"",
         ],
     },
     Case {

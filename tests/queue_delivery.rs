@@ -79,6 +79,7 @@ async fn a_400_is_a_dead_letter_at_once_and_redrive_delivers_it_once_the_app_is_
     assert_eq!(with_body["dead_letters"][0]["body"], "secret-personal-data");
 
     drop(app);
+    queue_kit::wait_free(addr).await;
     let fixed = TestUpstream::builder("app").at(addr).start().await;
     assert_eq!(qs.redrive("leads").await.unwrap()["redriven"], 1);
     assert_eventually!(SOON, "redriven lead delivered", fixed.hits() == 1 && q.store().stats().depth == 0);
@@ -127,6 +128,7 @@ async fn a_down_app_is_retried_until_it_comes_back_and_a_slow_one_times_out() {
     let retries = || metrics.queue_deliveries.with_label_values(&["leads", "retry"]).get();
     assert_eventually!(SOON, "refused connections are retried", retries() >= 2);
     assert_eq!(q.store().stats().depth, 1);
+    queue_kit::wait_free(addr).await;
     // The app comes up, but slower than read_timeout: still retried (a timeout).
     let slow = TestUpstream::builder("app").at(addr).delay(Duration::from_secs(2)).start().await;
     assert_eventually!(SOON, "timed out attempt", slow.hits() >= 1);
@@ -134,6 +136,7 @@ async fn a_down_app_is_retried_until_it_comes_back_and_a_slow_one_times_out() {
     assert_eventually!(SOON, "timeout counted as retry", retries() > before);
     assert_eq!(q.store().stats().depth, 1);
     drop(slow);
+    queue_kit::wait_free(addr).await;
     let app = TestUpstream::builder("app").at(addr).start().await;
     assert_eventually!(SOON, "delivered once the app is back", q.store().stats().depth == 0);
     let got = app.last();

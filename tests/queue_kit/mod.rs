@@ -79,3 +79,15 @@ pub async fn start(spec: QueueSpec, metrics: Option<Arc<seawall::metrics::Metric
     let h = qs.get("leads").expect("queue is running");
     (qs, h)
 }
+
+/// Wait until nothing listens on `addr` (an aborted test server lets go of its socket only when
+/// its task is next polled), so a new server can be started there.
+pub async fn wait_free(addr: SocketAddr) {
+    for _ in 0..250 {
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{addr} still in use");
+}
