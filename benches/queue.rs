@@ -26,8 +26,14 @@ fn lead(i: u64, body: usize) -> Lead {
         query: Some("utm_campaign=SUMMERSALE20".into()),
         headers: vec![
             ("host".into(), Bytes::from_static(b"shop.example.com")),
-            ("content-type".into(), Bytes::from_static(b"application/json")),
-            ("user-agent".into(), Bytes::from_static(b"Mozilla/5.0 (X11; Linux x86_64) Chrome/120")),
+            (
+                "content-type".into(),
+                Bytes::from_static(b"application/json"),
+            ),
+            (
+                "user-agent".into(),
+                Bytes::from_static(b"Mozilla/5.0 (X11; Linux x86_64) Chrome/120"),
+            ),
             ("accept".into(), Bytes::from_static(b"*/*")),
         ],
         body: Bytes::from(vec![b'x'; body]),
@@ -68,7 +74,9 @@ async fn throughput(dir: &Path, label: &str, opts: SpoolOptions, total: u64, cli
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..total / clients {
-                s.append(lead(c * 1_000_000 + i, 512), LIMITS).await.unwrap();
+                s.append(lead(c * 1_000_000 + i, 512), LIMITS)
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -76,7 +84,10 @@ async fn throughput(dir: &Path, label: &str, opts: SpoolOptions, total: u64, cli
         t.await.unwrap();
     }
     let secs = t.elapsed().as_secs_f64();
-    println!("accept {label:<28} {total:>6} leads, {clients} clients: {:>8.0} leads/s", total as f64 / secs);
+    println!(
+        "accept {label:<28} {total:>6} leads, {clients} clients: {:>8.0} leads/s",
+        total as f64 / secs
+    );
 }
 
 fn raw_log(dir: &Path, per_sync: usize, total: usize) {
@@ -93,7 +104,10 @@ fn raw_log(dir: &Path, per_sync: usize, total: usize) {
     }
     f.sync_data().unwrap();
     let secs = t.elapsed().as_secs_f64();
-    println!("segment-log floor, fdatasync per {per_sync:>3} leads: {:>8.0} leads/s", total as f64 / secs);
+    println!(
+        "segment-log floor, fdatasync per {per_sync:>3} leads: {:>8.0} leads/s",
+        total as f64 / secs
+    );
     let _ = std::fs::remove_file(p);
 }
 
@@ -188,15 +202,48 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let dir: PathBuf = std::env::var("QUEUE_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())).join("queue-bench")
-    });
+    let dir: PathBuf = std::env::var("QUEUE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
+                .join("queue-bench")
+        });
     std::fs::create_dir_all(&dir).unwrap();
-    let n: u64 = std::env::var("QUEUE_BENCH_ENTRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 = std::env::var("QUEUE_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     println!("spools in {}", dir.display());
-    throughput(&dir, "one fsync per lead", SpoolOptions { no_grouping: true, ..Default::default() }, 2_000, 64).await;
-    throughput(&dir, "group commit, window 0", SpoolOptions::default(), 20_000, 64).await;
-    throughput(&dir, "group commit, window 2ms", SpoolOptions { commit_window: Duration::from_millis(2), ..Default::default() }, 20_000, 64).await;
+    throughput(
+        &dir,
+        "one fsync per lead",
+        SpoolOptions {
+            no_grouping: true,
+            ..Default::default()
+        },
+        2_000,
+        64,
+    )
+    .await;
+    throughput(
+        &dir,
+        "group commit, window 0",
+        SpoolOptions::default(),
+        20_000,
+        64,
+    )
+    .await;
+    throughput(
+        &dir,
+        "group commit, window 2ms",
+        SpoolOptions {
+            commit_window: Duration::from_millis(2),
+            ..Default::default()
+        },
+        20_000,
+        64,
+    )
+    .await;
     raw_log(&dir, 1, 2_000);
     raw_log(&dir, 64, 20_000);
     latency_at_1000(&dir).await;

@@ -171,7 +171,8 @@ rate = "20r/s"
 name = "site"
 upstream = "app"
 "#,
-        campaigns: Some(r#"tag_sources = ["query:utm_campaign"]
+        campaigns: Some(
+            r#"tag_sources = ["query:utm_campaign"]
 ingest_queue = "leadz"
 
 [unregistered]
@@ -181,8 +182,11 @@ action = "queue"
 name = "summer-sale"
 tags = ["SUMMER"]
 action = "queue"
-"#),
-        expect: &["campaigns.toml:2:16: error: ingest_queue names unknown queue \"leadz\" (seawall.toml defines: leads)"],
+"#,
+        ),
+        expect: &[
+            "campaigns.toml:2:16: error: ingest_queue names unknown queue \"leadz\" (seawall.toml defines: leads)",
+        ],
     },
     Case {
         name: "campaign_queue_action_without_ingest_queue",
@@ -192,7 +196,8 @@ action = "queue"
 name = "site"
 upstream = "app"
 "#,
-        campaigns: Some(r#"tag_sources = ["query:utm_campaign"]
+        campaigns: Some(
+            r#"tag_sources = ["query:utm_campaign"]
 
 [unregistered]
 action = "queue"
@@ -201,7 +206,8 @@ action = "queue"
 name = "summer-sale"
 tags = ["SUMMER"]
 action = "queue"
-"#),
+"#,
+        ),
         expect: &[
             "campaigns.toml:3:1: error: [unregistered] action = \"queue\" needs `ingest_queue`",
             "campaigns.toml:6:1: error: launch action \"queue\" needs `ingest_queue`",
@@ -220,7 +226,8 @@ accepted = { redirect = "/thanks" }
 name = "site"
 upstream = "app"
 "#,
-        campaigns: Some(r#"tag_sources = ["query:utm_campaign"]
+        campaigns: Some(
+            r#"tag_sources = ["query:utm_campaign"]
 ingest_queue = "leads"
 
 [unregistered]
@@ -230,7 +237,8 @@ action = "queue"
 name = "summer-sale"
 tags = ["SUMMER"]
 action = "queue"
-"#),
+"#,
+        ),
         expect: &[],
     },
 ];
@@ -238,11 +246,13 @@ action = "queue"
 /// `campaigns_file` belongs in [server]: cases that start with it get it moved there.
 fn main_text(c: &Case) -> String {
     match c.main.strip_prefix("campaigns_file = \"campaigns.toml\"\n") {
-        Some(rest) => HEAD.replacen(
-            "listen = [\"127.0.0.1:8080\"]\n",
-            "listen = [\"127.0.0.1:8080\"]\ncampaigns_file = \"campaigns.toml\"\n",
-            1,
-        ) + rest,
+        Some(rest) => {
+            HEAD.replacen(
+                "listen = [\"127.0.0.1:8080\"]\n",
+                "listen = [\"127.0.0.1:8080\"]\ncampaigns_file = \"campaigns.toml\"\n",
+                1,
+            ) + rest
+        }
         None => format!("{HEAD}{}", c.main),
     }
 }
@@ -265,7 +275,10 @@ fn every_queue_case_reports_exactly_its_diagnostics() {
             Ok(l) => (true, l.diagnostics.items),
             Err(d) => (false, d.items),
         };
-        let actual: Vec<String> = items.iter().map(|d| relative(dir.path(), &d.to_string())).collect();
+        let actual: Vec<String> = items
+            .iter()
+            .map(|d| relative(dir.path(), &d.to_string()))
+            .collect();
         let want_ok = !c.expect.iter().any(|l| l.contains(": error: "));
         if actual != c.expect || ok != want_ok {
             failures.push_str(&format!("--- case {:?} (load ok: {ok}):\n", c.name));
@@ -288,9 +301,17 @@ fn a_valid_queue_compiles_to_the_spec_the_queue_runs() {
     assert_eq!(q.max_body, 64 << 10);
     assert_eq!(q.rate_mrps, 20_000);
     assert_eq!(q.retry.max, std::time::Duration::from_secs(300));
-    assert_eq!(q.store, seawall::queue::StoreKind::Spool { path: dir.path().join("spool/leads") });
+    assert_eq!(
+        q.store,
+        seawall::queue::StoreKind::Spool {
+            path: dir.path().join("spool/leads")
+        }
+    );
     assert_eq!(&*q.deliver_to.name, "app");
     let route = &snap.routes[0];
     assert_eq!(route.queue.as_deref(), Some("leads"));
-    assert_eq!(&*route.upstream.name, "app", "a queued route's pool is its deliver_to");
+    assert_eq!(
+        &*route.upstream.name, "app",
+        "a queued route's pool is its deliver_to"
+    );
 }

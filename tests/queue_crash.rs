@@ -20,8 +20,17 @@ const CHILD_ENV: &str = "SEAWALL_QUEUE_CRASH_DIR";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run by kill_9_mid_accept_loses_no_acknowledged_lead as its child"]
 async fn child_accepts_until_killed() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
-    let (qs, q) = start(spec(std::path::Path::new(&dir), upstream(closed_addr(), Duration::from_secs(1))), None).await;
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (qs, q) = start(
+        spec(
+            std::path::Path::new(&dir),
+            upstream(closed_addr(), Duration::from_secs(1)),
+        ),
+        None,
+    )
+    .await;
     qs.pause("leads").unwrap();
     println!("READY");
     let mut tasks = Vec::new();
@@ -30,7 +39,10 @@ async fn child_accepts_until_killed() {
         tasks.push(tokio::spawn(async move {
             // Bounded: the parent kills us long before this ends.
             for i in 0..200_000u64 {
-                let r = q.accept(lead("/signup", &format!("client={c}&n={i}"))).await.unwrap();
+                let r = q
+                    .accept(lead("/signup", &format!("client={c}&n={i}")))
+                    .await
+                    .unwrap();
                 // One write per line; a line cut by the kill is not a whole receipt.
                 println!("R {}", r.receipt);
             }
@@ -43,7 +55,13 @@ async fn child_accepts_until_killed() {
 
 fn run_child_and_kill(dir: &std::path::Path, after: usize) -> Vec<String> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_accepts_until_killed", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_accepts_until_killed",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir)
         .env("RUST_LOG", "off")
         .stdout(Stdio::piped())
@@ -88,7 +106,11 @@ async fn kill_9_mid_accept_loses_no_acknowledged_lead() {
     let mut acked = Vec::new();
     for round in 0..3 {
         let got = run_child_and_kill(dir.path(), 300 + round * 200);
-        assert!(got.len() >= 300, "round {round}: only {} receipts", got.len());
+        assert!(
+            got.len() >= 300,
+            "round {round}: only {} receipts",
+            got.len()
+        );
         acked.extend(got);
     }
     let unique: HashSet<&String> = acked.iter().collect();
@@ -101,11 +123,32 @@ async fn kill_9_mid_accept_loses_no_acknowledged_lead() {
     let metrics = Arc::new(seawall::metrics::Metrics::new());
     let (qs, q) = start(s, Some(metrics)).await;
     let depth = q.store().stats().depth as usize;
-    assert!(depth >= acked.len(), "spool holds {depth}, {} were acknowledged", acked.len());
-    assert_eventually!(Duration::from_secs(120), "everything delivered", q.store().stats().depth == 0);
-    let delivered: HashSet<String> = app.seen().iter().filter_map(|s| s.header("x-seawall-receipt")).collect();
+    assert!(
+        depth >= acked.len(),
+        "spool holds {depth}, {} were acknowledged",
+        acked.len()
+    );
+    assert_eventually!(
+        Duration::from_secs(120),
+        "everything delivered",
+        q.store().stats().depth == 0
+    );
+    let delivered: HashSet<String> = app
+        .seen()
+        .iter()
+        .filter_map(|s| s.header("x-seawall-receipt"))
+        .collect();
     let lost: Vec<&String> = acked.iter().filter(|r| !delivered.contains(*r)).collect();
-    assert!(lost.is_empty(), "{} acknowledged leads lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
-    eprintln!("{} acknowledged over 3 kills; {} in the spool; all delivered", acked.len(), depth);
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged leads lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    eprintln!(
+        "{} acknowledged over 3 kills; {} in the spool; all delivered",
+        acked.len(),
+        depth
+    );
     qs.shutdown().await;
 }

@@ -84,7 +84,11 @@ pub(super) fn compile(
         let name = check_name("queue", &name_s, rep);
         let vspan = v.span();
         let (retry_v, accepted_v, rest) = match v.into_inner() {
-            DeValue::Table(mut t) => (t.remove("retry"), t.remove("accepted"), table_value(vspan, t)),
+            DeValue::Table(mut t) => (
+                t.remove("retry"),
+                t.remove("accepted"),
+                table_value(vspan, t),
+            ),
             other => (None, None, Spanned::new(vspan, other)),
         };
         let retry = retry_v.map(|r| (r.span(), de::<RetryFile>(r, rep)));
@@ -93,7 +97,9 @@ pub(super) fn compile(
             continue;
         };
         let Some(name) = name else { continue };
-        if let Some(spec) = queue(&name, q, retry, accepted, has_fleet, base_dir, head, &mut paths, rep) {
+        if let Some(spec) = queue(
+            &name, q, retry, accepted, has_fleet, base_dir, head, &mut paths, rep,
+        ) {
             head.queues.insert(name, Arc::new(spec));
         }
     }
@@ -140,7 +146,10 @@ fn queue(
             } else if let Some(other) = paths.get(&path) {
                 rep.error(
                     at,
-                    format!("spool path {} is already used by queue {other:?}", path.display()),
+                    format!(
+                        "spool path {} is already used by queue {other:?}",
+                        path.display()
+                    ),
                 );
                 ok = false;
                 None
@@ -151,7 +160,9 @@ fn queue(
         }
     };
     let size = |v: &Option<S<String>>, default: u64, rep: &mut Reporter| match v {
-        Some(s) => values::size(s.get_ref()).map_err(|e| rep.error(s.span(), e)).ok(),
+        Some(s) => values::size(s.get_ref())
+            .map_err(|e| rep.error(s.span(), e))
+            .ok(),
         None => Some(default),
     };
     let max_bytes = size(&q.max_bytes, DEFAULT_MAX_BYTES, rep);
@@ -184,13 +195,19 @@ fn queue(
     let max_inflight = q
         .max_inflight
         .as_ref()
-        .map_or(Some(DEFAULT_MAX_INFLIGHT), |m| int_in::<u32>(m, "max_inflight", 1, 10_000, rep));
+        .map_or(Some(DEFAULT_MAX_INFLIGHT), |m| {
+            int_in::<u32>(m, "max_inflight", 1, 10_000, rep)
+        });
     let max_attempts = q
         .max_attempts
         .as_ref()
-        .map_or(Some(DEFAULT_MAX_ATTEMPTS), |m| int_in::<u32>(m, "max_attempts", 1, 1_000, rep));
+        .map_or(Some(DEFAULT_MAX_ATTEMPTS), |m| {
+            int_in::<u32>(m, "max_attempts", 1, 1_000, rep)
+        });
     let duration = |v: &Option<S<String>>, default: Duration, rep: &mut Reporter| match v {
-        Some(d) => values::duration(d.get_ref()).map_err(|e| rep.error(d.span(), e)).ok(),
+        Some(d) => values::duration(d.get_ref())
+            .map_err(|e| rep.error(d.span(), e))
+            .ok(),
         None => Some(default),
     };
     let max_age = duration(&q.max_age, DEFAULT_MAX_AGE, rep);
@@ -199,7 +216,11 @@ fn queue(
         Some((_, None)) => None,
         Some((_, Some(r))) => {
             let initial = duration(&r.initial, DEFAULT_RETRY.initial, rep);
-            let max = duration(&r.max, DEFAULT_RETRY.max.max(initial.unwrap_or_default()), rep);
+            let max = duration(
+                &r.max,
+                DEFAULT_RETRY.max.max(initial.unwrap_or_default()),
+                rep,
+            );
             match (initial, max) {
                 (Some(i), Some(m)) if m < i => {
                     let at = r.max.as_ref().map_or(0..0, |m| m.span());
@@ -216,8 +237,31 @@ fn queue(
         Some((_, None)) => None,
         Some((span, Some(a))) => accepted_answer(span, a, rep),
     };
-    let (Some(store), Some(max_bytes), Some(max_body), Some(deliver_to), Some(rate), Some(max_inflight), Some(max_attempts), Some(max_age), Some(retry), Some(accepted), true) =
-        (store, max_bytes, max_body, deliver_to, rate, max_inflight, max_attempts, max_age, retry, accepted, ok)
+    let (
+        Some(store),
+        Some(max_bytes),
+        Some(max_body),
+        Some(deliver_to),
+        Some(rate),
+        Some(max_inflight),
+        Some(max_attempts),
+        Some(max_age),
+        Some(retry),
+        Some(accepted),
+        true,
+    ) = (
+        store,
+        max_bytes,
+        max_body,
+        deliver_to,
+        rate,
+        max_inflight,
+        max_attempts,
+        max_age,
+        retry,
+        accepted,
+        ok,
+    )
     else {
         return None;
     };
@@ -237,7 +281,11 @@ fn queue(
     })
 }
 
-fn accepted_answer(span: std::ops::Range<usize>, a: AcceptedFile, rep: &mut Reporter) -> Option<AcceptedAnswer> {
+fn accepted_answer(
+    span: std::ops::Range<usize>,
+    a: AcceptedFile,
+    rep: &mut Reporter,
+) -> Option<AcceptedAnswer> {
     if let Some(r) = &a.redirect {
         if a.status.is_some() || a.body.is_some() || a.content_type.is_some() {
             rep.error(
@@ -247,7 +295,9 @@ fn accepted_answer(span: std::ops::Range<usize>, a: AcceptedFile, rep: &mut Repo
             return None;
         }
         let target = r.get_ref();
-        let ok = target.starts_with('/') || target.starts_with("https://") || target.starts_with("http://");
+        let ok = target.starts_with('/')
+            || target.starts_with("https://")
+            || target.starts_with("http://");
         return match HeaderValue::from_str(target) {
             Ok(location) if ok => Some(AcceptedAnswer::Redirect { location }),
             _ => {
@@ -260,7 +310,8 @@ fn accepted_answer(span: std::ops::Range<usize>, a: AcceptedFile, rep: &mut Repo
         };
     }
     let status = match &a.status {
-        Some(s) => int_in::<u16>(s, "accepted.status", 200, 299, rep).and_then(|c| StatusCode::from_u16(c).ok()),
+        Some(s) => int_in::<u16>(s, "accepted.status", 200, 299, rep)
+            .and_then(|c| StatusCode::from_u16(c).ok()),
         None => Some(StatusCode::ACCEPTED),
     };
     let content_type = match &a.content_type {

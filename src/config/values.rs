@@ -24,7 +24,11 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 /// nginx users read them; a bare `K`/`M`/`G` is taken as binary, the way nginx's `10m` is. Zero is
 /// refused: a zero cap is a typo, never a setting.
 pub fn size(s: &str) -> Result<u64, String> {
-    let bad = || format!("invalid size {s:?}: write e.g. \"64KiB\", \"10MiB\", \"1GiB\" or a number of bytes");
+    let bad = || {
+        format!(
+            "invalid size {s:?}: write e.g. \"64KiB\", \"10MiB\", \"1GiB\" or a number of bytes"
+        )
+    };
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);

@@ -98,8 +98,12 @@ pub fn build_request(lead: &Lead, attempt: u32) -> Result<RequestHeader, String>
         Some(q) => format!("{}?{q}", lead.path),
         None => lead.path.clone(),
     };
-    let mut req = RequestHeader::build(lead.method.as_str(), uri.as_bytes(), Some(lead.headers.len() + 8))
-        .map_err(|e| format!("cannot rebuild request: {e}"))?;
+    let mut req = RequestHeader::build(
+        lead.method.as_str(),
+        uri.as_bytes(),
+        Some(lead.headers.len() + 8),
+    )
+    .map_err(|e| format!("cannot rebuild request: {e}"))?;
     let named_by_connection: Vec<String> = lead
         .headers
         .iter()
@@ -132,7 +136,10 @@ pub fn build_request(lead: &Lead, attempt: u32) -> Result<RequestHeader, String>
         "idempotency-key",
         lead.idempotency_key.as_deref().unwrap_or(&lead.receipt),
     );
-    set("x-seawall-queued-at", &super::rfc3339_ms(lead.accepted_at_ms));
+    set(
+        "x-seawall-queued-at",
+        &super::rfc3339_ms(lead.accepted_at_ms),
+    );
     set("x-seawall-attempt", &attempt.to_string());
     if let Some(c) = &lead.campaign {
         set("x-seawall-campaign", c);
@@ -251,11 +258,17 @@ mod tests {
             query: Some("ref=X".into()),
             headers: vec![
                 ("host".into(), Bytes::from_static(b"shop.example.com")),
-                ("connection".into(), Bytes::from_static(b"keep-alive, x-private")),
+                (
+                    "connection".into(),
+                    Bytes::from_static(b"keep-alive, x-private"),
+                ),
                 ("x-private".into(), Bytes::from_static(b"1")),
                 ("x-forwarded-for".into(), Bytes::from_static(b"6.6.6.6")),
                 ("x-seawall-receipt".into(), Bytes::from_static(b"forged")),
-                ("content-type".into(), Bytes::from_static(b"application/json")),
+                (
+                    "content-type".into(),
+                    Bytes::from_static(b"application/json"),
+                ),
                 ("transfer-encoding".into(), Bytes::from_static(b"chunked")),
             ],
             body: Bytes::from_static(b"{}"),
@@ -287,28 +300,50 @@ mod tests {
         assert_eq!(h("x-seawall-receipt").as_deref(), Some("0190abc"));
         assert_eq!(h("idempotency-key").as_deref(), Some("0190abc"));
         assert_eq!(h("x-seawall-attempt").as_deref(), Some("3"));
-        assert_eq!(h("x-seawall-queued-at").as_deref(), Some("2026-05-28T20:26:40.000Z"));
+        assert_eq!(
+            h("x-seawall-queued-at").as_deref(),
+            Some("2026-05-28T20:26:40.000Z")
+        );
         assert_eq!(h("x-seawall-campaign"), None);
     }
 
     #[test]
     fn answers_are_judged_as_the_contract_says() {
-        let st = |s: u16| SendOutcome::Status { status: s, retry_after: None };
+        let st = |s: u16| SendOutcome::Status {
+            status: s,
+            retry_after: None,
+        };
         assert_eq!(judge(&st(200), 0), Verdict::Delivered);
         assert_eq!(judge(&st(204), 0), Verdict::Delivered);
         for s in [408, 429, 500, 502, 503] {
             assert!(matches!(judge(&st(s), 0), Verdict::Retry { .. }), "{s}");
         }
         for s in [400, 401, 404, 409, 422, 301] {
-            assert_eq!(judge(&st(s), 0), Verdict::Dead { why: format!("status {s}") });
+            assert_eq!(
+                judge(&st(s), 0),
+                Verdict::Dead {
+                    why: format!("status {s}")
+                }
+            );
         }
-        let ra = SendOutcome::Status { status: 503, retry_after: Some("7".into()) };
+        let ra = SendOutcome::Status {
+            status: 503,
+            retry_after: Some("7".into()),
+        };
         assert_eq!(
             judge(&ra, 0),
-            Verdict::Retry { why: "status 503".into(), retry_after: Some(Duration::from_secs(7)) }
+            Verdict::Retry {
+                why: "status 503".into(),
+                retry_after: Some(Duration::from_secs(7))
+            }
         );
         assert!(matches!(
-            judge(&SendOutcome::Failed { error: "connect: ConnectRefused".into() }, 0),
+            judge(
+                &SendOutcome::Failed {
+                    error: "connect: ConnectRefused".into()
+                },
+                0
+            ),
             Verdict::Retry { .. }
         ));
     }

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! - [`store`]: the store trait (the spool here; a Redis stream elsewhere) and its types;
-//! - [`spool`]: the embedded store, one redb file per queue;
+//! - [`spool`]: the embedded store, one redb file per queue; [`salvage`] for a damaged file;
 //! - [`record`]: the on-disk encoding of a lead;
 //! - [`pace`]: pure pacing, AIMD and backoff arithmetic, driven by an injected clock;
 //! - [`deliver`]: the HTTP replay of one entry and how its answer is judged;
@@ -21,6 +21,7 @@ pub mod deliver;
 pub mod pace;
 pub mod record;
 pub mod registry;
+pub mod salvage;
 pub mod spec;
 pub mod spool;
 pub mod store;

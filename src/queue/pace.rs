@@ -181,7 +181,16 @@ mod tests {
     fn slots_are_evenly_spaced_at_rate_and_idle_time_is_not_banked() {
         let mut p = Pacer::new(20_000); // 20 r/s
         let starts: Vec<_> = (0..5).map(|_| p.reserve(10 * S)).collect();
-        assert_eq!(starts, [10 * S, 10 * S + 50_000, 10 * S + 100_000, 10 * S + 150_000, 10 * S + 200_000]);
+        assert_eq!(
+            starts,
+            [
+                10 * S,
+                10 * S + 50_000,
+                10 * S + 100_000,
+                10 * S + 150_000,
+                10 * S + 200_000
+            ]
+        );
         // A minute idle, then a burst: still one slot per 50 ms.
         let t = 70 * S;
         assert_eq!(p.reserve(t), t);
@@ -203,7 +212,10 @@ mod tests {
     #[test]
     fn failures_halve_once_per_cooldown_down_to_the_floor_then_climb_back_step_by_step() {
         let mut p = Pacer::new(200_000); // 200 r/s
-        assert_eq!(p.on_failure(S), Some(Transition::BackingOff { pace_mrps: 100_000 }));
+        assert_eq!(
+            p.on_failure(S),
+            Some(Transition::BackingOff { pace_mrps: 100_000 })
+        );
         // Failures of deliveries already in flight within the cooldown: no second cut.
         assert_eq!(p.on_failure(S + 500_000), None);
         assert_eq!(p.pace_mrps(), 100_000);
@@ -229,10 +241,19 @@ mod tests {
             t += S;
         }
         assert_eq!(recovered, Some(Transition::Recovered));
-        assert_eq!(paces, [32_500, 52_500, 72_500, 92_500, 112_500, 132_500, 152_500, 172_500, 192_500, 200_000]);
+        assert_eq!(
+            paces,
+            [
+                32_500, 52_500, 72_500, 92_500, 112_500, 132_500, 152_500, 172_500, 192_500,
+                200_000
+            ]
+        );
         assert!(!p.backing_off());
         // A new failure after recovery is a new episode: logged again.
-        assert!(matches!(p.on_failure(200 * S), Some(Transition::BackingOff { .. })));
+        assert!(matches!(
+            p.on_failure(200 * S),
+            Some(Transition::BackingOff { .. })
+        ));
     }
 
     #[test]
@@ -257,7 +278,10 @@ mod tests {
 
     #[test]
     fn retry_delays_grow_exponentially_within_initial_and_max_with_jitter() {
-        let r = RetrySpec { initial: Duration::from_secs(1), max: Duration::from_secs(300) };
+        let r = RetrySpec {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        };
         let lo = |a| retry_delay(r, a, None, 0.0);
         let hi = |a| retry_delay(r, a, None, 0.999_999);
         assert_eq!(lo(1), Duration::from_secs(1));
@@ -268,8 +292,14 @@ mod tests {
         assert_eq!(lo(100), Duration::from_secs(1));
         assert_eq!(retry_delay(r, 3, None, 0.5), Duration::from_millis(2500));
         // Retry-After is a floor.
-        assert_eq!(retry_delay(r, 1, Some(Duration::from_secs(30)), 0.5), Duration::from_secs(30));
-        assert_eq!(retry_delay(r, 9, Some(Duration::from_secs(1)), 0.0), Duration::from_secs(1));
+        assert_eq!(
+            retry_delay(r, 1, Some(Duration::from_secs(30)), 0.5),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            retry_delay(r, 9, Some(Duration::from_secs(1)), 0.0),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]
@@ -277,8 +307,14 @@ mod tests {
         assert_eq!(parse_retry_after("120", 0), Some(Duration::from_secs(120)));
         // Sun, 06 Nov 1994 08:49:37 GMT is 784111777 s after the epoch.
         let now = 784_111_777_000 - 30_000;
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now + 60_000), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now + 60_000),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", 0), None);
         assert_eq!(parse_retry_after("-5", 0), None);
     }

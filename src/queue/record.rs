@@ -214,7 +214,10 @@ mod tests {
             path: "/api/v1/users/register".into(),
             query: Some("utm_campaign=SUMMER".into()),
             headers: vec![
-                ("content-type".into(), Bytes::from_static(b"application/json")),
+                (
+                    "content-type".into(),
+                    Bytes::from_static(b"application/json"),
+                ),
                 ("x-bin".into(), Bytes::from_static(&[0xff, 0x00])),
             ],
             body: Bytes::from_static(b"{\"email\":\"a@example.com\"}"),
@@ -242,7 +245,10 @@ mod tests {
     fn every_truncation_and_a_bad_version_are_errors_not_panics() {
         let b = sample().encode();
         for n in 0..b.len() {
-            assert!(Lead::decode(&b[..n]).is_err(), "prefix of {n} bytes decoded");
+            assert!(
+                Lead::decode(&b[..n]).is_err(),
+                "prefix of {n} bytes decoded"
+            );
         }
         let mut v = b.clone();
         v[0] = 9;

@@ -281,7 +281,10 @@ impl Queues {
     /// their new live settings, removed (empty) ones stopped. Call [`Queues::check_reload`]
     /// first; this re-checks and refuses the same errors. Must run inside a Tokio runtime (the
     /// workers are spawned on it). A queue whose store cannot be opened is an error here too.
-    pub async fn apply(&self, specs: &BTreeMap<Arc<str>, Arc<QueueSpec>>) -> Result<(), Vec<String>> {
+    pub async fn apply(
+        &self,
+        specs: &BTreeMap<Arc<str>, Arc<QueueSpec>>,
+    ) -> Result<(), Vec<String>> {
         let errors = self.check_reload(specs);
         if !errors.is_empty() {
             return Err(errors);
@@ -350,8 +353,8 @@ impl Queues {
         let m = self.metrics.as_ref();
         let n: &str = name;
         let accepted = counter(m.map(|m| &m.accepted), &[n]);
-        let refused = ["full", "too_large", "store_error"]
-            .map(|r| counter(m.map(|m| &m.refused), &[n, r]));
+        let refused =
+            ["full", "too_large", "store_error"].map(|r| counter(m.map(|m| &m.refused), &[n, r]));
         let counters = DeliveryCounters {
             delivered: counter(m.map(|m| &m.deliveries), &[n, "delivered"]),
             retry: counter(m.map(|m| &m.deliveries), &[n, "retry"]),
@@ -384,7 +387,9 @@ impl Queues {
 
     /// Stop every worker and close every store (process shutdown, tests).
     pub async fn shutdown(&self) {
-        let all: Vec<_> = std::mem::take(&mut *self.map.lock()).into_values().collect();
+        let all: Vec<_> = std::mem::take(&mut *self.map.lock())
+            .into_values()
+            .collect();
         for q in all {
             q.stop().await;
         }
@@ -436,9 +441,10 @@ impl Queues {
             let n: &str = name;
             m.depth.with_label_values(&[n]).set(s.depth as i64);
             m.bytes.with_label_values(&[n]).set(s.bytes as i64);
-            m.oldest_age
-                .with_label_values(&[n])
-                .set(s.oldest_ms.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0));
+            m.oldest_age.with_label_values(&[n]).set(
+                s.oldest_ms
+                    .map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0),
+            );
             m.pace
                 .with_label_values(&[n])
                 .set(q.control.pace_mrps.load(Ordering::Relaxed) as f64 / 1000.0);

@@ -23,9 +23,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use tokio::sync::oneshot;
 
 use super::record::Lead;
@@ -33,21 +31,27 @@ use super::store::{
     Accepted, AppendLimits, DeadLetter, EntryId, Leased, Refusal, Store, StoreError, StoreStats,
 };
 
-/// seq -> encoded [`Lead`].
-const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
-/// seq -> [`State`], for live entries and dead letters alike.
-const STATE: TableDefinition<u64, &[u8]> = TableDefinition::new("state");
-/// (due ms, seq): the delivery order.
-const DUE: TableDefinition<(u64, u64), ()> = TableDefinition::new("due");
-/// seq -> encoded [`Lead`] of a dead letter.
-const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead");
-/// (died ms, seq): dead letters newest first.
-const DEAD_ORDER: TableDefinition<(u64, u64), ()> = TableDefinition::new("dead_order");
-/// Idempotency-Key -> (accepted ms, receipt).
-const IDEM: TableDefinition<&str, (u64, &str)> = TableDefinition::new("idem");
-/// (accepted ms, key): to forget keys older than max_age.
-const IDEM_EXP: TableDefinition<(u64, &str), ()> = TableDefinition::new("idem_exp");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The tables of a spool (the salvage copies them all).
+pub(crate) mod tables {
+    use redb::TableDefinition;
+
+    /// seq -> encoded lead (record.rs).
+    pub const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+    /// seq -> delivery state, for live entries and dead letters alike.
+    pub const STATE: TableDefinition<u64, &[u8]> = TableDefinition::new("state");
+    /// (due ms, seq): the delivery order.
+    pub const DUE: TableDefinition<(u64, u64), ()> = TableDefinition::new("due");
+    /// seq -> encoded lead of a dead letter.
+    pub const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead");
+    /// (died ms, seq): dead letters newest first.
+    pub const DEAD_ORDER: TableDefinition<(u64, u64), ()> = TableDefinition::new("dead_order");
+    /// Idempotency-Key -> (accepted ms, receipt).
+    pub const IDEM: TableDefinition<&str, (u64, &str)> = TableDefinition::new("idem");
+    /// (accepted ms, key): to forget keys older than max_age.
+    pub const IDEM_EXP: TableDefinition<(u64, &str), ()> = TableDefinition::new("idem_exp");
+    pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+}
+use tables::*;
 
 /// The database file inside the spool directory.
 pub const FILE_NAME: &str = "queue.redb";
@@ -169,36 +173,32 @@ impl Spool {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| StoreError(format!("cannot create spool directory {}: {e}", dir.display())))?;
+            .map_err(|e| {
+                StoreError(format!(
+                    "cannot create spool directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| StoreError(format!("cannot chmod {}: {e}", dir.display())))?;
         let file = dir.join(FILE_NAME);
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&file)
-            .map_err(|e| StoreError(format!("cannot open {}: {e}", file.display())))?;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| StoreError(format!("cannot chmod {}: {e}", file.display())))?;
-        let shown = file.display().to_string();
-        let reported = std::sync::atomic::AtomicBool::new(false);
-        let db = Database::builder()
-            .set_cache_size(opts.cache_bytes)
-            .set_repair_callback(move |s| {
-                if !reported.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        file = %shown,
-                        progress = s.progress(),
-                        "spool was not closed cleanly (crash or kill -9): repairing; the last \
-                         commit that never finished is rolled back (it was never acknowledged)"
-                    );
+        create_private(&file).map_err(StoreError)?;
+        let db = match open_db(&file, opts) {
+            Ok(db) => db,
+            Err(e) => match super::salvage::damage(&e) {
+                Some(reason) => super::salvage::salvage(&file, &reason, opts, |f| {
+                    create_private(f)?;
+                    open_db(f, opts).map_err(|e| e.to_string())
+                })
+                .map_err(|e| StoreError(format!("cannot open spool {}: {e}", file.display())))?,
+                None => {
+                    return Err(StoreError(format!(
+                        "cannot open spool {}: {e}",
+                        file.display()
+                    )));
                 }
-            })
-            .create(&file)
-            .map_err(|e| StoreError(format!("cannot open spool {}: {e}", file.display())))?;
+            },
+        };
         let inner = Arc::new(Inner {
             db,
             file,
@@ -235,11 +235,7 @@ impl Spool {
         &self.inner.file
     }
 
-    async fn call<T>(
-        &self,
-        make: impl FnOnce(Reply<T>) -> Op,
-        closed: T,
-    ) -> T {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Op, closed: T) -> T {
         let (tx, rx) = oneshot::channel();
         match &self.tx {
             Some(sender) if sender.send(make(tx)).is_ok() => rx.await.unwrap_or(closed),
@@ -267,6 +263,87 @@ impl Drop for Spool {
             let _ = w.join();
         }
     }
+}
+
+/// Create the file 0600 if missing (before redb opens it), and make it 0600 if it was looser.
+fn create_private(file: &Path) -> Result<(), String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot chmod {}: {e}", file.display()))
+}
+
+fn open_db(file: &Path, opts: SpoolOptions) -> Result<Database, redb::DatabaseError> {
+    let shown = file.display().to_string();
+    let reported = std::sync::atomic::AtomicBool::new(false);
+    Database::builder()
+        .set_cache_size(opts.cache_bytes)
+        .set_repair_callback(move |s| {
+            if !reported.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    file = %shown,
+                    progress = s.progress(),
+                    "spool was not closed cleanly (crash or kill -9): repairing; the last \
+                     commit that never finished is rolled back (it was never acknowledged)"
+                );
+            }
+        })
+        .create(file)
+}
+
+/// Rebuild DUE, DEAD_ORDER and IDEM_EXP from the data tables (after a salvage). An entry whose
+/// state was lost starts afresh: due now, no attempts.
+pub(crate) fn rebuild_indexes(w: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let now = super::WallClock::now_ms(&super::SystemClock);
+    let entries = w.open_table(ENTRIES).map_err(err)?;
+    let dead = w.open_table(DEAD).map_err(err)?;
+    let mut state = w.open_table(STATE).map_err(err)?;
+    let mut due = w.open_table(DUE).map_err(err)?;
+    let mut dead_order = w.open_table(DEAD_ORDER).map_err(err)?;
+    let idem = w.open_table(IDEM).map_err(err)?;
+    let mut idem_exp = w.open_table(IDEM_EXP).map_err(err)?;
+    let fresh = |at: u64| State {
+        attempts: 0,
+        due_ms: at,
+        age_from_ms: at,
+        died_ms: 0,
+        last: String::new(),
+    };
+    for (table, is_dead) in [(&entries, false), (&dead, true)] {
+        for row in table.iter().map_err(err)? {
+            let (k, v) = row.map_err(err)?;
+            let seq = k.value();
+            let st = state
+                .get(seq)
+                .map_err(err)?
+                .map(|s| State::decode(s.value()));
+            let st = st.unwrap_or_else(|| {
+                let mut s = fresh(accepted_at(v.value()));
+                if is_dead {
+                    s.died_ms = now;
+                    s.last = "state lost in a salvage".into();
+                }
+                s
+            });
+            state.insert(seq, st.encode().as_slice()).map_err(err)?;
+            if is_dead {
+                dead_order.insert((st.died_ms, seq), ()).map_err(err)?;
+            } else {
+                due.insert((st.due_ms, seq), ()).map_err(err)?;
+            }
+        }
+    }
+    for row in idem.iter().map_err(err)? {
+        let (k, v) = row.map_err(err)?;
+        idem_exp.insert((v.value().0, k.value()), ()).map_err(err)?;
+    }
+    Ok(())
 }
 
 fn init_tables(inner: &Inner) -> Result<u64, StoreError> {
@@ -297,9 +374,16 @@ fn init_tables(inner: &Inner) -> Result<u64, StoreError> {
             }
         }
         inner.bytes.store(bytes, Ordering::Relaxed);
-        inner.depth.store(entries.len().map_err(err)?, Ordering::Relaxed);
-        inner.dead.store(dead.len().map_err(err)?, Ordering::Relaxed);
-        let oldest = entries.first().map_err(err)?.map_or(0, |(_, v)| accepted_at(v.value()));
+        inner
+            .depth
+            .store(entries.len().map_err(err)?, Ordering::Relaxed);
+        inner
+            .dead
+            .store(dead.len().map_err(err)?, Ordering::Relaxed);
+        let oldest = entries
+            .first()
+            .map_err(err)?
+            .map_or(0, |(_, v)| accepted_at(v.value()));
         inner.oldest_ms.store(oldest, Ordering::Relaxed);
     }
     txn.commit().map_err(err)?;
@@ -328,7 +412,11 @@ enum Pending {
 impl Writer {
     fn run(mut self) {
         loop {
-            let wait = if self.dirty { LAZY_SYNC } else { Duration::from_secs(60) };
+            let wait = if self.dirty {
+                LAZY_SYNC
+            } else {
+                Duration::from_secs(60)
+            };
             let first = match self.rx.recv_timeout(wait) {
                 Ok(op) => op,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -404,7 +492,9 @@ impl Writer {
                     self.last_purge = Instant::now();
                 }
             }
-            Err(e) => tracing::error!(file = %self.inner.file.display(), error = %e, "spool commit failed"),
+            Err(e) => {
+                tracing::error!(file = %self.inner.file.display(), error = %e, "spool commit failed")
+            }
         }
     }
 
@@ -420,7 +510,9 @@ impl Writer {
                 self.inner.depth.store(stats.depth, Ordering::Relaxed);
                 self.inner.bytes.store(stats.bytes, Ordering::Relaxed);
                 self.inner.dead.store(stats.dead, Ordering::Relaxed);
-                self.inner.oldest_ms.store(stats.oldest_ms.unwrap_or(0), Ordering::Relaxed);
+                self.inner
+                    .oldest_ms
+                    .store(stats.oldest_ms.unwrap_or(0), Ordering::Relaxed);
                 self.dirty = !durable;
                 None
             }
@@ -461,8 +553,12 @@ impl Writer {
         pending: &mut Vec<Pending>,
     ) -> Result<StoreStats, StoreError> {
         let mut txn = self.inner.db.begin_write().map_err(err)?;
-        txn.set_durability(if durable { Durability::Immediate } else { Durability::None })
-            .map_err(err)?;
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })
+        .map_err(err)?;
         let stats;
         {
             let mut entries = txn.open_table(ENTRIES).map_err(err)?;
@@ -541,7 +637,10 @@ impl Writer {
                         pending.push(Pending::Unit(tx, Some(seq)));
                     }
                     Op::Retry(seq, new, tx) => {
-                        let old = state.get(seq).map_err(err)?.map(|s| State::decode(s.value()));
+                        let old = state
+                            .get(seq)
+                            .map_err(err)?
+                            .map(|s| State::decode(s.value()));
                         if let Some(old) = old {
                             due.remove((old.due_ms, seq)).map_err(err)?;
                             let st = State {
@@ -554,8 +653,14 @@ impl Writer {
                         pending.push(Pending::Unit(tx, Some(seq)));
                     }
                     Op::Bury(seq, attempts, last, now, tx) => {
-                        let record = entries.remove(seq).map_err(err)?.map(|v| v.value().to_vec());
-                        let old = state.get(seq).map_err(err)?.map(|s| State::decode(s.value()));
+                        let record = entries
+                            .remove(seq)
+                            .map_err(err)?
+                            .map(|v| v.value().to_vec());
+                        let old = state
+                            .get(seq)
+                            .map_err(err)?
+                            .map(|s| State::decode(s.value()));
                         if let (Some(record), Some(old)) = (record, old) {
                             due.remove((old.due_ms, seq)).map_err(err)?;
                             dead.insert(seq, record.as_slice()).map_err(err)?;
@@ -572,10 +677,14 @@ impl Writer {
                     }
                     Op::Redrive(now, tx) => {
                         let mut n = 0;
-                        while let Some(seq) =
-                            dead_order.pop_first().map_err(err)?.map(|(k, _)| k.value().1)
+                        while let Some(seq) = dead_order
+                            .pop_first()
+                            .map_err(err)?
+                            .map(|(k, _)| k.value().1)
                         {
-                            let Some(record) = dead.remove(seq).map_err(err)?.map(|v| v.value().to_vec()) else {
+                            let Some(record) =
+                                dead.remove(seq).map_err(err)?.map(|v| v.value().to_vec())
+                            else {
                                 continue;
                             };
                             entries.insert(seq, record.as_slice()).map_err(err)?;
@@ -598,7 +707,10 @@ impl Writer {
             stats = StoreStats {
                 depth: entries.len().map_err(err)?,
                 bytes,
-                oldest_ms: entries.first().map_err(err)?.map(|(_, v)| accepted_at(v.value())),
+                oldest_ms: entries
+                    .first()
+                    .map_err(err)?
+                    .map(|(_, v)| accepted_at(v.value())),
                 dead: dead.len().map_err(err)?,
             };
         }
@@ -607,7 +719,11 @@ impl Writer {
     }
 }
 
-fn lease_due(inner: &Inner, now_ms: u64, max: usize) -> Result<(Vec<Leased>, Vec<(u64, String)>), StoreError> {
+fn lease_due(
+    inner: &Inner,
+    now_ms: u64,
+    max: usize,
+) -> Result<(Vec<Leased>, Vec<(u64, String)>), StoreError> {
     let txn = inner.db.begin_read().map_err(err)?;
     let due = txn.open_table(DUE).map_err(err)?;
     let entries = txn.open_table(ENTRIES).map_err(err)?;
@@ -627,13 +743,17 @@ fn lease_due(inner: &Inner, now_ms: u64, max: usize) -> Result<(Vec<Leased>, Vec
         let Some(rec) = entries.get(seq).map_err(err)? else {
             continue;
         };
-        let st = state.get(seq).map_err(err)?.map(|s| State::decode(s.value())).unwrap_or(State {
-            attempts: 0,
-            due_ms: 0,
-            age_from_ms: 0,
-            died_ms: 0,
-            last: String::new(),
-        });
+        let st = state
+            .get(seq)
+            .map_err(err)?
+            .map(|s| State::decode(s.value()))
+            .unwrap_or(State {
+                attempts: 0,
+                due_ms: 0,
+                age_from_ms: 0,
+                died_ms: 0,
+                last: String::new(),
+            });
         leased.insert(seq);
         match Lead::decode(rec.value()) {
             Ok(lead) => out.push(Leased {
@@ -693,7 +813,13 @@ impl Store for Spool {
         self.call(|tx| Op::Ack(seq_of(id), tx), closed).await
     }
 
-    async fn retry(&self, id: EntryId, attempts: u32, due_ms: u64, last: String) -> Result<(), StoreError> {
+    async fn retry(
+        &self,
+        id: EntryId,
+        attempts: u32,
+        due_ms: u64,
+        last: String,
+    ) -> Result<(), StoreError> {
         let st = State {
             attempts,
             due_ms,
@@ -705,12 +831,26 @@ impl Store for Spool {
         self.call(|tx| Op::Retry(seq_of(id), st, tx), closed).await
     }
 
-    async fn bury(&self, id: EntryId, attempts: u32, last: String, now_ms: u64) -> Result<(), StoreError> {
+    async fn bury(
+        &self,
+        id: EntryId,
+        attempts: u32,
+        last: String,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         let closed = Err(StoreError("spool is closed".into()));
-        self.call(|tx| Op::Bury(seq_of(id), attempts, last, now_ms, tx), closed).await
+        self.call(
+            |tx| Op::Bury(seq_of(id), attempts, last, now_ms, tx),
+            closed,
+        )
+        .await
     }
 
-    async fn dead_letters(&self, limit: usize, with_body: bool) -> Result<Vec<DeadLetter>, StoreError> {
+    async fn dead_letters(
+        &self,
+        limit: usize,
+        with_body: bool,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
         self.read(move |inner| {
             let txn = inner.db.begin_read().map_err(err)?;
             let order = txn.open_table(DEAD_ORDER).map_err(err)?;
@@ -720,13 +860,39 @@ impl Store for Spool {
             for row in order.iter().map_err(err)?.rev().take(limit) {
                 let (k, _) = row.map_err(err)?;
                 let (died, seq) = k.value();
-                let Some(rec) = dead.get(seq).map_err(err)? else { continue };
-                let st = state.get(seq).map_err(err)?.map(|s| State::decode(s.value()));
-                let st = st.unwrap_or(State { attempts: 0, due_ms: 0, age_from_ms: 0, died_ms: died, last: String::new() });
-                let (receipt, campaign, method, path, body, accepted) = match Lead::decode(rec.value()) {
-                    Ok(l) => (l.receipt, l.campaign, l.method, l.path, Some(l.body), l.accepted_at_ms),
-                    Err(_) => (format!("seq-{seq}"), None, String::new(), String::new(), None, accepted_at(rec.value())),
+                let Some(rec) = dead.get(seq).map_err(err)? else {
+                    continue;
                 };
+                let st = state
+                    .get(seq)
+                    .map_err(err)?
+                    .map(|s| State::decode(s.value()));
+                let st = st.unwrap_or(State {
+                    attempts: 0,
+                    due_ms: 0,
+                    age_from_ms: 0,
+                    died_ms: died,
+                    last: String::new(),
+                });
+                let (receipt, campaign, method, path, body, accepted) =
+                    match Lead::decode(rec.value()) {
+                        Ok(l) => (
+                            l.receipt,
+                            l.campaign,
+                            l.method,
+                            l.path,
+                            Some(l.body),
+                            l.accepted_at_ms,
+                        ),
+                        Err(_) => (
+                            format!("seq-{seq}"),
+                            None,
+                            String::new(),
+                            String::new(),
+                            None,
+                            accepted_at(rec.value()),
+                        ),
+                    };
                 out.push(DeadLetter {
                     receipt,
                     attempts: st.attempts,

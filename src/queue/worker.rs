@@ -50,7 +50,9 @@ pub struct Worker {
 enum Feedback {
     Success,
     /// A retryable failure; `hold` = the app's Retry-After, queue-wide.
-    Failure { hold: Option<Duration> },
+    Failure {
+        hold: Option<Duration>,
+    },
     /// A permanent answer (400, a lead too old): says nothing about load.
     Neutral,
 }
@@ -185,7 +187,9 @@ impl Worker {
     }
 
     fn publish(&self, pacer: &Pacer) {
-        self.control.pace_mrps.store(pacer.pace_mrps(), Ordering::Relaxed);
+        self.control
+            .pace_mrps
+            .store(pacer.pace_mrps(), Ordering::Relaxed);
         self.control
             .backing_off
             .store(pacer.backing_off(), Ordering::Relaxed);
@@ -215,7 +219,8 @@ impl Attempt {
         let now = self.clock.now_ms();
         let max_age = self.live.max_age.as_millis() as u64;
         if now.saturating_sub(e.age_from_ms) > max_age {
-            self.bury(&e, e.attempts, "max_age exceeded".into(), now).await;
+            self.bury(&e, e.attempts, "max_age exceeded".into(), now)
+                .await;
             return Feedback::Neutral;
         }
         let req = match build_request(&e.lead, attempt) {
@@ -244,14 +249,26 @@ impl Attempt {
             }
             Verdict::Retry { why, retry_after } => {
                 let hold = retry_after.filter(|_| {
-                    matches!(outcome, super::SendOutcome::Status { status: 429 | 503, .. })
+                    matches!(
+                        outcome,
+                        super::SendOutcome::Status {
+                            status: 429 | 503,
+                            ..
+                        }
+                    )
                 });
                 if attempt >= self.live.max_attempts {
-                    self.bury(&e, attempt, format!("max_attempts exceeded; last: {why}"), now)
-                        .await;
+                    self.bury(
+                        &e,
+                        attempt,
+                        format!("max_attempts exceeded; last: {why}"),
+                        now,
+                    )
+                    .await;
                     return Feedback::Failure { hold };
                 }
-                let delay = retry_delay(self.live.retry, attempt, retry_after, rand::random::<f64>());
+                let delay =
+                    retry_delay(self.live.retry, attempt, retry_after, rand::random::<f64>());
                 let due = now + delay.as_millis() as u64;
                 tracing::debug!(queue = %self.name, receipt = %e.lead.receipt, attempt, why = %why, "delivery failed, will retry");
                 if let Err(err) = self.store.retry(e.id, attempt, due, why).await {

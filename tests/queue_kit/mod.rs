@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use seawall::queue::registry::QueueHandle;
-use seawall::queue::{AcceptedAnswer, Forwarding, Lead, PingoraSender, QueueSpec, Queues, RetrySpec, StoreKind};
+use seawall::queue::{
+    AcceptedAnswer, Forwarding, Lead, PingoraSender, QueueSpec, Queues, RetrySpec, StoreKind,
+};
 use seawall::upstream::{Transport, Upstream, UpstreamSpec};
 
 pub fn upstream(addr: SocketAddr, read_timeout: Duration) -> Arc<Upstream> {
@@ -30,14 +32,19 @@ pub fn upstream(addr: SocketAddr, read_timeout: Duration) -> Arc<Upstream> {
 pub fn spec(dir: &Path, deliver_to: Arc<Upstream>) -> QueueSpec {
     QueueSpec {
         name: Arc::from("leads"),
-        store: StoreKind::Spool { path: dir.join("spool/leads") },
+        store: StoreKind::Spool {
+            path: dir.join("spool/leads"),
+        },
         max_bytes: 64 << 20,
         max_body: 64 << 10,
         deliver_to,
         rate_mrps: 100_000,
         rate_text: "100r/s".into(),
         max_inflight: 4,
-        retry: RetrySpec { initial: Duration::from_millis(50), max: Duration::from_millis(200) },
+        retry: RetrySpec {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(200),
+        },
         max_attempts: 5,
         max_age: Duration::from_secs(72 * 3600),
         accepted: AcceptedAnswer::default(),
@@ -55,7 +62,10 @@ pub fn lead(path: &str, body: &str) -> Lead {
         query: Some("utm_campaign=SUMMER".into()),
         headers: vec![
             ("host".into(), Bytes::from_static(b"shop.example.com")),
-            ("content-type".into(), Bytes::from_static(b"application/x-www-form-urlencoded")),
+            (
+                "content-type".into(),
+                Bytes::from_static(b"application/x-www-form-urlencoded"),
+            ),
             ("connection".into(), Bytes::from_static(b"keep-alive")),
             ("x-forwarded-for".into(), Bytes::from_static(b"6.6.6.6")),
         ],
@@ -72,8 +82,13 @@ pub fn lead(path: &str, body: &str) -> Lead {
     }
 }
 
-pub async fn start(spec: QueueSpec, metrics: Option<Arc<seawall::metrics::Metrics>>) -> (Queues, Arc<QueueHandle>) {
-    let m = metrics.as_deref().map(seawall::queue::registry::QueueMetrics::of);
+pub async fn start(
+    spec: QueueSpec,
+    metrics: Option<Arc<seawall::metrics::Metrics>>,
+) -> (Queues, Arc<QueueHandle>) {
+    let m = metrics
+        .as_deref()
+        .map(seawall::queue::registry::QueueMetrics::of);
     let qs = Queues::new(Arc::new(PingoraSender::new()), m);
     qs.apply(&specs(spec)).await.expect("queue starts");
     let h = qs.get("leads").expect("queue is running");
