@@ -102,7 +102,8 @@ pub struct Spool {
 type Reply<T> = oneshot::Sender<T>;
 
 enum Op {
-    Append(Lead, AppendLimits, Reply<Result<Accepted, Refusal>>),
+    /// Boxed: a lead is large, the bookkeeping ops are small and far more numerous.
+    Append(Box<Lead>, AppendLimits, Reply<Result<Accepted, Refusal>>),
     Ack(u64, Reply<Result<(), StoreError>>),
     Retry(u64, State, Reply<Result<(), StoreError>>),
     Bury(u64, u32, String, u64, Reply<Result<(), StoreError>>),
@@ -719,11 +720,10 @@ impl Writer {
     }
 }
 
-fn lease_due(
-    inner: &Inner,
-    now_ms: u64,
-    max: usize,
-) -> Result<(Vec<Leased>, Vec<(u64, String)>), StoreError> {
+/// Entries whose record could not be decoded: (seq, why), to be moved to the dead letters.
+type Broken = Vec<(u64, String)>;
+
+fn lease_due(inner: &Inner, now_ms: u64, max: usize) -> Result<(Vec<Leased>, Broken), StoreError> {
     let txn = inner.db.begin_read().map_err(err)?;
     let due = txn.open_table(DUE).map_err(err)?;
     let entries = txn.open_table(ENTRIES).map_err(err)?;
@@ -779,7 +779,8 @@ impl Store for Spool {
             return Err(Refusal::TooLarge);
         }
         let closed = Err(Refusal::StoreError("spool is closed".into()));
-        self.call(|tx| Op::Append(lead, limits, tx), closed).await
+        self.call(|tx| Op::Append(Box::new(lead), limits, tx), closed)
+            .await
     }
 
     async fn lease(&self, now_ms: u64, max: usize) -> Result<Vec<Leased>, StoreError> {
