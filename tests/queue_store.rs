@@ -57,6 +57,12 @@ async fn the_spool_is_private_and_survives_a_reopen_with_its_entries_and_order()
     let st = s.stats();
     assert_eq!(st.depth, 4, "the ack survived, the unacked lease did not");
     assert_eq!(st.oldest_ms, Some(1001));
+    let one = stamped("r0", 1000, None).encoded_len() as u64;
+    assert_eq!(
+        st.bytes,
+        4 * one,
+        "bytes held are known at once after a restart"
+    );
     let all = s.lease(2000, 10).await.unwrap();
     let receipts: Vec<_> = all.iter().map(|l| l.lead.receipt.as_str()).collect();
     assert_eq!(

@@ -344,7 +344,28 @@ pub(crate) fn rebuild_indexes(w: &redb::WriteTransaction) -> Result<(), StoreErr
         let (k, v) = row.map_err(err)?;
         idem_exp.insert((v.value().0, k.value()), ()).map_err(err)?;
     }
+    let bytes = stored_bytes(&entries, &dead)?;
+    w.open_table(META)
+        .map_err(err)?
+        .insert("bytes", bytes)
+        .map_err(err)?;
     Ok(())
+}
+
+fn stored_bytes(
+    entries: &impl ReadableTable<u64, &'static [u8]>,
+    dead: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<u64, StoreError> {
+    let mut bytes = 0u64;
+    for row in entries
+        .iter()
+        .map_err(err)?
+        .chain(dead.iter().map_err(err)?)
+    {
+        let (_, v) = row.map_err(err)?;
+        bytes += v.value().len() as u64;
+    }
+    Ok(bytes)
 }
 
 fn init_tables(inner: &Inner) -> Result<u64, StoreError> {
@@ -367,13 +388,12 @@ fn init_tables(inner: &Inner) -> Result<u64, StoreError> {
             .flatten()
             .max()
             .unwrap_or(1);
-        let mut bytes = 0u64;
-        for t in [&entries, &dead] {
-            for row in t.iter().map_err(err)? {
-                let (_, v) = row.map_err(err)?;
-                bytes += v.value().len() as u64;
-            }
-        }
+        // Kept in META by every commit: a restart with a million entries must not read them
+        // all to learn how full the spool is. Counted once if missing (a spool from before).
+        let bytes = match meta.get("bytes").map_err(err)?.map(|v| v.value()) {
+            Some(b) => b,
+            None => stored_bytes(&entries, &dead)?,
+        };
         inner.bytes.store(bytes, Ordering::Relaxed);
         inner
             .depth
@@ -705,6 +725,7 @@ impl Writer {
                 }
             }
             meta.insert("next_seq", self.next_seq).map_err(err)?;
+            meta.insert("bytes", bytes).map_err(err)?;
             stats = StoreStats {
                 depth: entries.len().map_err(err)?,
                 bytes,
