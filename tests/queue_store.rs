@@ -323,3 +323,37 @@ async fn reload_rules_keep_queues_by_name_and_refuse_to_drop_held_entries() {
     drop(q);
     Spool::open(&dir.path().join("spool/leads"), SpoolOptions::default()).expect("released");
 }
+
+#[tokio::test]
+async fn refusals_are_counted_by_reason_and_never_give_a_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(seawall::metrics::Metrics::new());
+    let mut s = spec(dir.path(), upstream(closed_addr(), Duration::from_secs(1)));
+    s.max_body = 16;
+    s.max_bytes = 2 * lead("/signup", "x").encoded_len() as u64 + 100;
+    let (qs, q) = start(s, Some(metrics.clone())).await;
+    qs.pause("leads").unwrap();
+    assert_eq!(
+        q.accept(lead("/signup", &"y".repeat(17))).await,
+        Err(Refusal::TooLarge)
+    );
+    q.accept(lead("/signup", "x")).await.unwrap();
+    q.accept(lead("/signup", "x")).await.unwrap();
+    assert_eq!(q.accept(lead("/signup", "x")).await, Err(Refusal::Full));
+    q.count_refusal(&Refusal::TooLarge);
+    let refused = |r: &str| metrics.queue_refused.with_label_values(&["leads", r]).get();
+    assert_eq!(
+        (
+            refused("full"),
+            refused("too_large"),
+            refused("store_error")
+        ),
+        (1, 2, 0)
+    );
+    assert_eq!(
+        metrics.queue_accepted.with_label_values(&["leads"]).get(),
+        2
+    );
+    assert_eq!(q.store().stats().depth, 2);
+    qs.shutdown().await;
+}

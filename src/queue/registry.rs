@@ -93,14 +93,22 @@ impl QueueHandle {
                     self.control.wake.notify_one();
                 }
             }
-            Err(Refusal::Full) => self.refused[0].inc(),
-            Err(Refusal::TooLarge) => self.refused[1].inc(),
-            Err(Refusal::StoreError(e)) => {
+            Err(refusal) => self.count_refusal(refusal),
+        }
+        r
+    }
+
+    /// Count a refusal the caller decided itself (a `Content-Length` above `max_body`, seen
+    /// before the body was read): `seawall_queue_refused_total{reason}`.
+    pub fn count_refusal(&self, r: &Refusal) {
+        match r {
+            Refusal::Full => self.refused[0].inc(),
+            Refusal::TooLarge => self.refused[1].inc(),
+            Refusal::StoreError(e) => {
                 tracing::error!(queue = %self.name, error = %e, "lead refused: the store failed");
                 self.refused[2].inc();
             }
         }
-        r
     }
 
     /// The settings in force (the `accepted` answer, `max_body` for an early 413).
@@ -289,13 +297,12 @@ impl Queues {
         if !errors.is_empty() {
             return Err(errors);
         }
+        // Open every new store first: if one cannot be opened nothing changes (the old config
+        // stays whole), and the stores opened so far are closed again when dropped.
         let mut opened = Vec::new();
         let mut errors = Vec::new();
         for (name, spec) in specs {
-            let existing = self.get(name).filter(|q| q.kind == spec.store);
-            if let Some(q) = existing {
-                q.live.store(Arc::new(spec.live()));
-                q.control.wake.notify_one();
+            if self.get(name).is_some_and(|q| q.kind == spec.store) {
                 continue;
             }
             match self.open(spec) {
@@ -305,6 +312,12 @@ impl Queues {
         }
         if !errors.is_empty() {
             return Err(errors);
+        }
+        for (name, spec) in specs {
+            if let Some(q) = self.get(name).filter(|q| q.kind == spec.store) {
+                q.live.store(Arc::new(spec.live()));
+                q.control.wake.notify_one();
+            }
         }
         let removed: Vec<Arc<QueueHandle>> = {
             let map = self.map.lock();
