@@ -465,6 +465,17 @@ impl Queues {
     }
 }
 
+impl Drop for Queues {
+    /// Without a `shutdown`, the workers still stop (at their next turn) and let go of their
+    /// stores, so a spool is not held open by a task nobody can reach.
+    fn drop(&mut self) {
+        for q in self.map.get_mut().values() {
+            q.control.stop.store(true, Ordering::SeqCst);
+            q.control.wake.notify_one();
+        }
+    }
+}
+
 fn describe(k: &StoreKind) -> String {
     match k {
         StoreKind::Spool { path } => format!("spool {}", path.display()),
