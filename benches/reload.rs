@@ -89,7 +89,7 @@ fn bench(c: &mut Criterion) {
             .sum::<usize>(),
         2000
     );
-    let state = seawall::state::State::new(path.clone(), loaded.spec);
+    let state = seawall::state::State::new(path.clone(), loaded.spec).expect("the state starts");
     let mut g = c.benchmark_group("reload");
     g.sample_size(30);
     g.bench_function(

@@ -303,6 +303,9 @@ struct Line<'a> {
     campaign: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     campaign_action: Option<&'a str>,
+    /// The receipt of a request a queue stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt: Option<&'a str>,
     /// An unregistered tag as sent (cut to 64 bytes).
     #[serde(skip_serializing_if = "Option::is_none")]
     tag: Option<&'a str>,
@@ -372,6 +375,7 @@ pub fn write(
         limit: ctx.rejected_by.as_deref(),
         campaign: ctx.campaign.as_ref().map(|c| c.name.as_ref()),
         campaign_action: ctx.campaign.as_ref().map(|c| c.action.label()),
+        receipt: ctx.receipt.as_deref(),
         tag: ctx
             .campaign
             .as_ref()

@@ -47,8 +47,9 @@ fn json_reply(status: StatusCode, v: serde_json::Value) -> Response<Vec<u8>> {
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error(
-        "not found: try /metrics, /-/healthy, /-/ready, /-/config, POST /-/reload, \
-         POST /-/canary/ROUTE/rollback"
+        "not found: try /metrics, /-/healthy, /-/ready, /-/config, /-/queues, POST /-/reload, \
+         POST /-/canary/ROUTE/rollback, /-/queues/NAME/dead, POST /-/queues/NAME/pause, \
+         /resume, /dead/redrive"
     )]
     NotFound,
     #[error("use {0}")]
@@ -134,17 +135,28 @@ impl Admin {
         if method != allowed && !(allowed == Method::GET && method == Method::HEAD) {
             return Err(AdminError::MethodNotAllowed(allowed));
         }
-        if allowed == Method::POST {
+        // Every POST changes something; dead letters with their bodies are leads' personal
+        // data: both need the token when one is configured.
+        let with_bodies = matches!(endpoint, Endpoint::QueueDead(_))
+            && session
+                .req_header()
+                .uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "body=1" || p == "body=true"));
+        if allowed == Method::POST || with_bodies {
             authorize(session, self.state.snapshot.load().admin_token.as_deref())?;
         }
         // The body of a POST carries nothing we use; read it so the connection can be reused.
         let _ = session.drain_request_body().await;
         Ok(match endpoint {
-            Endpoint::Metrics => reply(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                self.state.metrics.render(),
-            ),
+            Endpoint::Metrics => {
+                self.state.queues.refresh_gauges();
+                reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    self.state.metrics.render(),
+                )
+            }
             Endpoint::Healthy => text(StatusCode::OK, "ok\n"),
             Endpoint::Ready => {
                 if self.state.ready.load(Ordering::Acquire) {
@@ -163,6 +175,13 @@ impl Admin {
             }
             Endpoint::Reload => return self.reload().await,
             Endpoint::CanaryRollback(route) => self.canary_rollback(route),
+            Endpoint::Queues => json_reply(StatusCode::OK, self.state.queues.status_json()),
+            Endpoint::QueueDead(q) => {
+                queue_reply(self.state.queues.dead_json(q, with_bodies).await)
+            }
+            Endpoint::QueuePause(q) => queue_reply(self.state.queues.pause(q)),
+            Endpoint::QueueResume(q) => queue_reply(self.state.queues.resume(q)),
+            Endpoint::QueueRedrive(q) => queue_reply(self.state.queues.redrive(q).await),
         })
     }
 
@@ -192,6 +211,18 @@ impl Admin {
     }
 }
 
+/// A queue admin action's answer: 404 for an unknown queue, 500 for a store error.
+fn queue_reply(
+    r: Result<serde_json::Value, crate::queue::registry::AdminError>,
+) -> Response<Vec<u8>> {
+    use crate::queue::registry::AdminError as Q;
+    match r {
+        Ok(v) => json_reply(StatusCode::OK, v),
+        Err(e @ Q::UnknownQueue(_)) => text(StatusCode::NOT_FOUND, &format!("{e}\n")),
+        Err(e @ Q::Store(_)) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
+    }
+}
+
 /// The admin API's endpoints, by path.
 enum Endpoint<'a> {
     Metrics,
@@ -201,6 +232,13 @@ enum Endpoint<'a> {
     Reload,
     /// `POST /-/canary/ROUTE/rollback`.
     CanaryRollback(&'a str),
+    /// `GET /-/queues`.
+    Queues,
+    /// `GET /-/queues/NAME/dead` (`?body=1`: with bodies, behind the token).
+    QueueDead(&'a str),
+    QueuePause(&'a str),
+    QueueResume(&'a str),
+    QueueRedrive(&'a str),
 }
 
 impl<'a> Endpoint<'a> {
@@ -211,12 +249,25 @@ impl<'a> Endpoint<'a> {
             "/-/ready" => Endpoint::Ready,
             "/-/config" => Endpoint::Config,
             "/-/reload" => Endpoint::Reload,
+            "/-/queues" => Endpoint::Queues,
             _ => {
-                let route = path.strip_prefix("/-/canary/")?.strip_suffix("/rollback")?;
-                if route.is_empty() || route.contains('/') {
-                    return None;
+                // A name is one path segment.
+                let name = |s: &'a str| (!s.is_empty() && !s.contains('/')).then_some(s);
+                if let Some(rest) = path.strip_prefix("/-/canary/") {
+                    return Some(Endpoint::CanaryRollback(name(
+                        rest.strip_suffix("/rollback")?,
+                    )?));
                 }
-                Endpoint::CanaryRollback(route)
+                let rest = path.strip_prefix("/-/queues/")?;
+                let (q, action) = rest.split_once('/')?;
+                let q = name(q)?;
+                match action {
+                    "dead" => Endpoint::QueueDead(q),
+                    "pause" => Endpoint::QueuePause(q),
+                    "resume" => Endpoint::QueueResume(q),
+                    "dead/redrive" => Endpoint::QueueRedrive(q),
+                    _ => return None,
+                }
             }
         })
     }
@@ -224,7 +275,11 @@ impl<'a> Endpoint<'a> {
     /// The method the endpoint takes (a GET endpoint answers HEAD too).
     fn method(&self) -> Method {
         match self {
-            Endpoint::Reload | Endpoint::CanaryRollback(_) => Method::POST,
+            Endpoint::Reload
+            | Endpoint::CanaryRollback(_)
+            | Endpoint::QueuePause(_)
+            | Endpoint::QueueResume(_)
+            | Endpoint::QueueRedrive(_) => Method::POST,
             _ => Method::GET,
         }
     }

@@ -12,6 +12,7 @@
 //!   -> campaign::classify (a paused or rejected campaign answers 503 here)
 //!   -> limits: the campaign's, then the route's, one decision (a reject charges nothing);
 //!      fleet limits in one Redis round trip within it (fleet::decide_limits)
+//!   -> a queued request (a `queue` route, a campaign's `queue` action) is stored, not proxied
 //!   -> the upstream: the ingestion upstream for a diverted request (never the app), else the
 //!      route's, or on a canary route its canary upstream for a sticky share of clients
 //!   -> in-flight caps: the route's (not for a diverted request), then the upstream's
@@ -113,6 +114,8 @@ pub struct Rejection {
 pub enum Verdict {
     /// Seawall answers it here.
     Answer(Answer),
+    /// Store it in a durable queue and answer at once; the queue delivers it later.
+    Queue(Arc<crate::queue::QueueHandle>),
     /// Proxy it.
     Proxy(Pass),
 }
@@ -311,6 +314,24 @@ pub async fn admit(state: &State, snap: &Snapshot, facts: &Facts<'_>, now: Now) 
         }
     }
     count_campaign(state, &a.campaign);
+
+    // A queued request (a `queue` route, or a campaign's `action = "queue"`) is stored, not
+    // proxied: it takes no in-flight slot (it never reaches the app now); the queue's own
+    // `max_bytes` bounds it.
+    let queued = class.as_ref().is_some_and(|c| c.action == Action::Queue);
+    let queue_name = match (&route.queue, queued) {
+        (Some(q), _) => Some(q),
+        (None, true) => snap.campaigns.ingest_queue.as_ref(),
+        (None, false) => None,
+    };
+    if let Some(name) = queue_name {
+        a.verdict = match state.queues.get(name) {
+            Some(q) => Verdict::Queue(q),
+            // Config and running queues are applied together: not seen outside a bug.
+            None => Verdict::Answer(Answer::Refused(Reason::QueueUnavailable)),
+        };
+        return a;
+    }
 
     // A diverted request goes to the ingestion upstream and never falls back to the app. It
     // counts against that upstream's cap only: the route's cap is the app's protection, and a

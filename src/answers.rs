@@ -45,6 +45,10 @@ pub enum Reason {
     IngestUnavailable,
     /// A fleet limit could not be decided (Redis unreachable) and `on_store_error = "closed"`.
     FleetUnavailable,
+    /// The queue is at its `max_bytes`: nothing already queued is dropped for room.
+    QueueFull,
+    /// The queue's store failed to take the request (never answered 202).
+    QueueUnavailable,
 }
 
 impl Reason {
@@ -55,7 +59,9 @@ impl Reason {
             | Reason::UpstreamBusy
             | Reason::CampaignRefused
             | Reason::IngestUnavailable
-            | Reason::FleetUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | Reason::FleetUnavailable
+            | Reason::QueueFull
+            | Reason::QueueUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reason::NoHealthyServer | Reason::UpstreamUnreachable | Reason::UpstreamFailed => {
                 StatusCode::BAD_GATEWAY
             }
@@ -85,6 +91,8 @@ impl Reason {
             Reason::CampaignRefused => "campaign_refused",
             Reason::IngestUnavailable => "ingest_unavailable",
             Reason::FleetUnavailable => "fleet_unavailable",
+            Reason::QueueFull => "queue_full",
+            Reason::QueueUnavailable => "queue_unavailable",
         }
     }
 
@@ -105,6 +113,8 @@ impl Reason {
             Reason::CampaignRefused => "this campaign is not being accepted right now, retry later",
             Reason::IngestUnavailable => "sign-ups are queued elsewhere right now, retry shortly",
             Reason::FleetUnavailable => "the rate limit cannot be checked right now, retry shortly",
+            Reason::QueueFull => "too many requests are waiting to be processed, retry later",
+            Reason::QueueUnavailable => "the request could not be stored, retry shortly",
         }
     }
 
@@ -150,7 +160,8 @@ impl Reason {
     fn retry_after(self) -> Option<&'static str> {
         match self {
             Reason::RouteBusy | Reason::UpstreamBusy | Reason::FleetUnavailable => Some("1"),
-            Reason::IngestUnavailable => Some("5"),
+            Reason::IngestUnavailable | Reason::QueueUnavailable => Some("5"),
+            Reason::QueueFull => Some("30"),
             Reason::CampaignRefused => Some("60"),
             _ => None,
         }
@@ -192,6 +203,47 @@ pub fn rate_limited(
     all.push((RATELIMIT_POLICY, r.headers.policy.clone()));
     all.push((RATELIMIT, r.headers.state.clone()));
     render(r.status, &text, request_id, &all)
+}
+
+/// The answer to a request a queue has durably stored: the queue's `accepted` (a status with
+/// its body, or a 303 to a thank-you page, what an HTML form needs), with `X-Seawall-Receipt`.
+pub fn accepted(
+    a: &crate::queue::AcceptedAnswer,
+    receipt: &str,
+    request_id: &str,
+    extra: &[(HeaderName, HeaderValue)],
+) -> (ResponseHeader, Bytes) {
+    use crate::queue::AcceptedAnswer;
+    let (status, body, content_type, location) = match a {
+        AcceptedAnswer::Status {
+            status,
+            body,
+            content_type,
+        } => (*status, body.clone(), content_type.clone(), None),
+        AcceptedAnswer::Redirect { location } => (
+            StatusCode::SEE_OTHER,
+            Bytes::new(),
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+            Some(location.clone()),
+        ),
+    };
+    let mut h = ResponseHeader::build(status, Some(8 + extra.len()))
+        .expect("a valid status builds a header");
+    // Static or already validated names and values: inserting cannot fail.
+    let _ = h.insert_header(http::header::CONTENT_TYPE, content_type);
+    let _ = h.insert_header(http::header::CONTENT_LENGTH, body.len());
+    let _ = h.insert_header(http::header::CACHE_CONTROL, "no-store");
+    let _ = h.insert_header(X_REQUEST_ID, request_id);
+    if let Ok(r) = HeaderValue::from_str(receipt) {
+        let _ = h.insert_header(crate::headers::X_SEAWALL_RECEIPT, r);
+    }
+    if let Some(l) = location {
+        let _ = h.insert_header(http::header::LOCATION, l);
+    }
+    for (k, v) in extra {
+        let _ = h.insert_header(k.clone(), v.clone());
+    }
+    (h, body)
 }
 
 /// Send an answer Seawall wrote: the header, then the body if there is one.

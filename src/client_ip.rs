@@ -82,6 +82,27 @@ pub fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
     }
 }
 
+/// The `X-Forwarded-For` Seawall sends on: a trusted proxy's chain (`received`, the header's
+/// lines) with the peer appended; from anyone else the peer alone, the client's own header
+/// dropped (the app must be able to believe what it gets).
+pub fn forwarded_for<'a>(
+    peer: IpAddr,
+    peer_trusted: bool,
+    received: impl Iterator<Item = &'a http::HeaderValue>,
+) -> Vec<u8> {
+    let mut xff = Vec::with_capacity(48);
+    if peer_trusted {
+        for v in received {
+            if v.to_str().is_ok() {
+                xff.extend_from_slice(v.as_bytes());
+                xff.extend_from_slice(b", ");
+            }
+        }
+    }
+    write_ip(&mut xff, peer);
+    xff
+}
+
 /// One element of `X-Forwarded-For`: an address, optionally `"[v6]:port"` or `v4:port`.
 fn parse_hop(raw: &[u8]) -> Option<IpAddr> {
     let s = std::str::from_utf8(raw).ok()?.trim();

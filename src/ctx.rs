@@ -24,6 +24,8 @@ pub enum Disposition {
     Served(StatusCode),
     /// Seawall answered instead of any upstream (no route, a limit, a cap, a paused campaign).
     Answered(Reason),
+    /// A queue stored the request durably; Seawall answered with the queue's `accepted`.
+    Queued(StatusCode),
     /// An upstream was meant: how that went, and Seawall's own answer when it had to give one
     /// (cap reached, no healthy server, refused, timed out, failed).
     Upstream {
@@ -38,7 +40,7 @@ impl Disposition {
         match self {
             Disposition::Answered(r) => Some(r),
             Disposition::Upstream { answered, .. } => answered,
-            Disposition::Pending | Disposition::Served(_) => None,
+            Disposition::Pending | Disposition::Served(_) | Disposition::Queued(_) => None,
         }
     }
 
@@ -52,7 +54,7 @@ impl Disposition {
     /// The status this disposition stands for when no response header was written.
     pub fn status(self) -> Option<StatusCode> {
         match self {
-            Disposition::Served(s) => Some(s),
+            Disposition::Served(s) | Disposition::Queued(s) => Some(s),
             other => other.reason().map(Reason::status),
         }
     }
@@ -86,6 +88,8 @@ pub struct Ctx {
     pub upstream_started: Option<Instant>,
     /// The limit that rejected the request, for the access line.
     pub rejected_by: Option<Arc<str>>,
+    /// The receipt of a queued request, for the access line (never its body).
+    pub receipt: Option<String>,
     /// On a canary route: the side it went to (its outcome is recorded in `logging`), and the
     /// stickiness cookie to set.
     pub canary: Option<crate::admission::CanaryPick>,
@@ -118,6 +122,7 @@ impl Ctx {
             upstream_addr: None,
             upstream_started: None,
             rejected_by: None,
+            receipt: None,
             canary: None,
             guards: Vec::new(),
         }

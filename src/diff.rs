@@ -60,10 +60,13 @@ fn route_summary(r: &Route) -> String {
             &c.def.digest[..12]
         )
     });
+    let target = match &r.queue {
+        Some(q) => format!("queue {q}"),
+        None => format!("upstream {}", r.upstream.name),
+    };
     format!(
-        "{host}, {path}, {}, upstream {}, csp {csp}, max_inflight {}, max_body {}{canary}",
+        "{host}, {path}, {}, {target}, csp {csp}, max_inflight {}, max_body {}{canary}",
         methods(&r.methods),
-        r.upstream.name,
         r.max_inflight,
         r.max_body
     )
@@ -112,6 +115,34 @@ fn upstream_summary(u: &Upstream) -> String {
             format!(" sni {}", t.sni)
         },
         if t.http2 { " http2" } else { "" },
+    )
+}
+
+fn queue_summary(q: &crate::queue::QueueSpec) -> String {
+    let store = match &q.store {
+        crate::queue::StoreKind::Spool { path } => format!("spool {}", path.display()),
+        crate::queue::StoreKind::Redis => "redis".to_string(),
+    };
+    let accepted = match &q.accepted {
+        crate::queue::AcceptedAnswer::Status { status, body, .. } => {
+            format!("{} ({} bytes)", status.as_u16(), body.len())
+        }
+        crate::queue::AcceptedAnswer::Redirect { location } => {
+            format!("303 to {}", location.to_str().unwrap_or("?"))
+        }
+    };
+    format!(
+        "{store} max_bytes {} max_body {} deliver_to {} rate {} max_inflight {} retry {:?}..{:?} \
+         max_attempts {} max_age {:?} accepted {accepted}",
+        q.max_bytes,
+        q.max_body,
+        q.deliver_to.name,
+        q.rate_text,
+        q.max_inflight,
+        q.retry.initial,
+        q.retry.max,
+        q.max_attempts,
+        q.max_age
     )
 }
 
@@ -200,6 +231,7 @@ fn same_route(a: &Route, b: &Route) -> bool {
         && a.csp == b.csp
         && a.max_inflight == b.max_inflight
         && a.max_body == b.max_body
+        && a.queue == b.queue
         && a.canary.as_ref().map(|c| &c.def.digest) == b.canary.as_ref().map(|c| &c.def.digest)
 }
 
@@ -279,6 +311,33 @@ pub fn describe(old: &Snapshot, new: &Snapshot) -> Vec<String> {
         &ups(new),
         |a, b| a.same_definition(b),
         upstream_summary,
+        &mut out,
+    );
+
+    fn queues(s: &Snapshot) -> BTreeMap<String, &crate::queue::QueueSpec> {
+        s.queues
+            .iter()
+            .map(|(n, q)| (n.to_string(), q.as_ref()))
+            .collect()
+    }
+    compare(
+        "queue",
+        &queues(old),
+        &queues(new),
+        |a, b| queue_summary(a) == queue_summary(b),
+        queue_summary,
+        &mut out,
+    );
+    let ingest_queue = |s: &Snapshot| {
+        s.campaigns
+            .ingest_queue
+            .as_ref()
+            .map_or("none".to_string(), ToString::to_string)
+    };
+    setting(
+        "campaigns.ingest_queue",
+        ingest_queue(old),
+        ingest_queue(new),
         &mut out,
     );
 

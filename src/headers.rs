@@ -12,6 +12,8 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub const X_SEAWALL_CAMPAIGN: HeaderName = HeaderName::from_static("x-seawall-campaign");
+/// The id a queue gives a stored request, on the client's answer and on its delivery.
+pub const X_SEAWALL_RECEIPT: HeaderName = HeaderName::from_static("x-seawall-receipt");
 /// Forwarding headers only a trusted proxy may send; dropped from anyone else's request.
 /// X-Forwarded-For and X-Forwarded-Proto are rewritten instead, X-Real-IP is always ours.
 pub const UNTRUSTED_FORWARDING: [HeaderName; 4] = [

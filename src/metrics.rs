@@ -41,6 +41,13 @@ pub struct Metrics {
     pub canary_rollbacks: IntCounterVec,
     /// `seawall_fleet_*`: Redis-backed fleet limits (src/fleet/metrics.rs).
     pub fleet: crate::fleet::FleetMetrics,
+    pub queue_depth: IntGaugeVec,
+    pub queue_bytes: IntGaugeVec,
+    pub queue_oldest_age: GaugeVec,
+    pub queue_pace: GaugeVec,
+    pub queue_accepted: IntCounterVec,
+    pub queue_refused: IntCounterVec,
+    pub queue_deliveries: IntCounterVec,
 }
 
 /// How a request to an upstream ended, the `outcome` label of `seawall_upstream_requests_total`.
@@ -238,6 +245,57 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let queue_gauge = |name: &str, help: &str| {
+            IntGaugeVec::new(Opts::new(name, help), &["queue"]).expect("static metric definition")
+        };
+        let queue_depth = queue_gauge(
+            "seawall_queue_depth",
+            "Entries in a queue waiting for (or in) delivery.",
+        );
+        let queue_bytes = queue_gauge(
+            "seawall_queue_bytes",
+            "Bytes a queue holds (entries and dead letters), what max_bytes bounds.",
+        );
+        let queue_oldest_age = GaugeVec::new(
+            Opts::new(
+                "seawall_queue_oldest_age_seconds",
+                "Age of the oldest entry waiting in a queue.",
+            ),
+            &["queue"],
+        )
+        .expect("static metric definition");
+        let queue_pace = GaugeVec::new(
+            Opts::new(
+                "seawall_queue_pace_rps",
+                "Current delivery pace: the queue's rate, lower while it backs off.",
+            ),
+            &["queue"],
+        )
+        .expect("static metric definition");
+        let queue_accepted = IntCounterVec::new(
+            Opts::new(
+                "seawall_queue_accepted_total",
+                "Requests durably queued (acknowledged to the client).",
+            ),
+            &["queue"],
+        )
+        .expect("static metric definition");
+        let queue_refused = IntCounterVec::new(
+            Opts::new(
+                "seawall_queue_refused_total",
+                "Requests a queue refused, by reason (full, too_large, store_error).",
+            ),
+            &["queue", "reason"],
+        )
+        .expect("static metric definition");
+        let queue_deliveries = IntCounterVec::new(
+            Opts::new(
+                "seawall_queue_deliveries_total",
+                "Delivery attempts, by result (delivered, retry, dead).",
+            ),
+            &["queue", "result"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(upstream_duration.clone()),
@@ -263,6 +321,13 @@ impl Metrics {
             Box::new(config_generation.clone()),
             Box::new(last_reload_success.clone()),
             Box::new(downstream_connections.clone()),
+            Box::new(queue_depth.clone()),
+            Box::new(queue_bytes.clone()),
+            Box::new(queue_oldest_age.clone()),
+            Box::new(queue_pace.clone()),
+            Box::new(queue_accepted.clone()),
+            Box::new(queue_refused.clone()),
+            Box::new(queue_deliveries.clone()),
         ] {
             registry
                 .register(c)
@@ -298,6 +363,13 @@ impl Metrics {
             canary_weight,
             canary_rollbacks,
             fleet,
+            queue_depth,
+            queue_bytes,
+            queue_oldest_age,
+            queue_pace,
+            queue_accepted,
+            queue_refused,
+            queue_deliveries,
         }
     }
 

@@ -210,6 +210,10 @@ impl ProxyHttp for Proxy {
                 self.answer(session, ctx, answer).await?;
                 Ok(true)
             }
+            Verdict::Queue(q) => {
+                crate::enqueue::serve(session, ctx, q).await?;
+                Ok(true)
+            }
         }
     }
 
@@ -271,18 +275,15 @@ impl ProxyHttp for Proxy {
         up: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        // X-Forwarded-For: a trusted proxy's chain with the peer appended; an untrusted client's
-        // own header is dropped, not passed on: the app must be able to believe what it gets.
-        let mut xff = Vec::with_capacity(48);
-        if ctx.client.peer_trusted {
-            for v in session.req_header().headers.get_all(&X_FORWARDED_FOR) {
-                if v.to_str().is_ok() {
-                    xff.extend_from_slice(v.as_bytes());
-                    xff.extend_from_slice(b", ");
-                }
-            }
-        }
-        crate::client_ip::write_ip(&mut xff, ctx.client.peer);
+        let xff = crate::client_ip::forwarded_for(
+            ctx.client.peer,
+            ctx.client.peer_trusted,
+            session
+                .req_header()
+                .headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter(),
+        );
         up.insert_header(X_FORWARDED_FOR, xff)?;
         // The other forwarding headers are believed from a trusted proxy only, like
         // X-Forwarded-For: a client must not tell the app which host or scheme it reached.

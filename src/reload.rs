@@ -18,6 +18,10 @@ pub enum ReloadError {
     /// The files do not load: every problem, located.
     #[error("{0}")]
     Config(Diagnostics),
+    /// The files load, but the running queues cannot follow: a queue removed or moved while it
+    /// still holds requests, a new spool that cannot be opened.
+    #[error("{}", .0.join("; "))]
+    Queues(Vec<String>),
 }
 
 impl ReloadError {
@@ -25,6 +29,7 @@ impl ReloadError {
     pub fn lines(&self) -> Vec<String> {
         match self {
             ReloadError::Config(d) => d.errors().map(ToString::to_string).collect(),
+            ReloadError::Queues(e) => e.clone(),
         }
     }
 }
@@ -63,62 +68,25 @@ pub fn needs_restart(running: &ProcessSettings, new: &ProcessSettings) -> Vec<St
 pub fn reload(state: &State) -> Result<u64, ReloadError> {
     let mut status = state.status.lock().unwrap_or_else(|e| e.into_inner());
     let now = jiff::Timestamp::now();
-    match config::load(&state.config_path) {
-        Ok(loaded) => {
-            for w in loaded.diagnostics.warnings() {
-                tracing::warn!("{w}");
+    // The files must load, and the running queues must be able to follow them: both are
+    // checked (and new spools opened) before anything changes.
+    let loaded = config::load(&state.config_path)
+        .map_err(ReloadError::Config)
+        .and_then(|loaded| {
+            let queues = &loaded.spec.settings.queues;
+            let errors = state.queues.check_reload(queues);
+            if !errors.is_empty() {
+                return Err(ReloadError::Queues(errors));
             }
-            let mut restart = needs_restart(&state.process, &loaded.spec.settings.process);
-            let old_fleet = state.snapshot.load().fleet.clone();
-            if old_fleet != loaded.spec.settings.fleet {
-                // The store is started with the process; limits keep using the running one.
-                restart.push("[fleet]".to_string());
-            }
-            if !restart.is_empty() {
-                tracing::warn!(
-                    settings = ?restart,
-                    "these settings changed but only take effect after a restart; the rest of the reload applies"
-                );
-            }
-            let old = state.snapshot.load_full();
-            let snap = snapshot::build(loaded.spec, Some(&old), &state.bindings());
-            let changes = crate::diff::describe(&old, &snap);
-            state.access_log.set_destination(snap.access_log.clone());
-            state.snapshot.store(Arc::new(snap));
-            drop(old);
-            status.generation += 1;
-            status.loaded_at = now;
-            status.needs_restart = restart;
-            status.last_reload = Some(ReloadRecord {
-                ok: true,
-                errors: Vec::new(),
-                at: now.to_string(),
-            });
-            let m = &state.metrics;
-            m.config_reloads.with_label_values(&["success"]).inc();
-            m.config_generation.set(status.generation as i64);
-            m.last_reload_success
-                .set(now.as_millisecond() as f64 / 1000.0);
-            if changes.is_empty() {
-                tracing::info!(
-                    generation = status.generation,
-                    "config reloaded: no changes"
-                );
-            } else {
-                tracing::info!(
-                    generation = status.generation,
-                    changes = changes.len(),
-                    "config reloaded"
-                );
-                for c in &changes {
-                    tracing::info!(generation = status.generation, "changed: {c}");
-                }
-            }
-            status.last_changes = changes;
-            Ok(status.generation)
-        }
-        Err(diags) => {
-            let err = ReloadError::Config(diags);
+            state
+                .background
+                .run(state.queues.apply(queues))
+                .map_err(ReloadError::Queues)?;
+            Ok(loaded)
+        });
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(err) => {
             for e in err.lines() {
                 tracing::error!("{e}");
             }
@@ -136,7 +104,57 @@ pub fn reload(state: &State) -> Result<u64, ReloadError> {
                 .config_reloads
                 .with_label_values(&["failure"])
                 .inc();
-            Err(err)
+            return Err(err);
+        }
+    };
+    for w in loaded.diagnostics.warnings() {
+        tracing::warn!("{w}");
+    }
+    let mut restart = needs_restart(&state.process, &loaded.spec.settings.process);
+    if state.snapshot.load().fleet != loaded.spec.settings.fleet {
+        // The store is started with the process; limits keep using the running one.
+        restart.push("[fleet]".to_string());
+    }
+    if !restart.is_empty() {
+        tracing::warn!(
+            settings = ?restart,
+            "these settings changed but only take effect after a restart; the rest of the reload applies"
+        );
+    }
+    let old = state.snapshot.load_full();
+    let snap = snapshot::build(loaded.spec, Some(&old), &state.bindings());
+    let changes = crate::diff::describe(&old, &snap);
+    state.access_log.set_destination(snap.access_log.clone());
+    state.snapshot.store(Arc::new(snap));
+    drop(old);
+    status.generation += 1;
+    status.loaded_at = now;
+    status.needs_restart = restart;
+    status.last_reload = Some(ReloadRecord {
+        ok: true,
+        errors: Vec::new(),
+        at: now.to_string(),
+    });
+    let m = &state.metrics;
+    m.config_reloads.with_label_values(&["success"]).inc();
+    m.config_generation.set(status.generation as i64);
+    m.last_reload_success
+        .set(now.as_millisecond() as f64 / 1000.0);
+    if changes.is_empty() {
+        tracing::info!(
+            generation = status.generation,
+            "config reloaded: no changes"
+        );
+    } else {
+        tracing::info!(
+            generation = status.generation,
+            changes = changes.len(),
+            "config reloaded"
+        );
+        for c in &changes {
+            tracing::info!(generation = status.generation, "changed: {c}");
         }
     }
+    status.last_changes = changes;
+    Ok(status.generation)
 }

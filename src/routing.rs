@@ -121,6 +121,9 @@ pub struct Route<L = BoundLimit, K = BoundCanary> {
     /// `None` = every method.
     pub methods: Option<Vec<Method>>,
     pub upstream: Arc<Upstream>,
+    /// `queue = "NAME"`: every request this route matches is queued (durably accepted, then
+    /// delivered to the queue's `deliver_to`, which is also `upstream` above), never proxied.
+    pub queue: Option<Arc<str>>,
     pub csp: CspChoice,
     /// 0 = no cap.
     pub max_inflight: u32,
@@ -170,6 +173,7 @@ impl<L, K> Route<L, K> {
             path: self.path,
             methods: self.methods,
             upstream: self.upstream,
+            queue: self.queue,
             csp: self.csp,
             max_inflight: self.max_inflight,
             max_body: self.max_body,

@@ -47,6 +47,9 @@ pub enum StartError {
     /// The config does not load: every problem, located (`seawall check` prints the same).
     #[error("{0}")]
     Config(Diagnostics),
+    /// The state could not be set up: a queue's spool that cannot be opened, the fleet store.
+    #[error("{0}")]
+    State(#[from] crate::state::StateError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -66,7 +69,7 @@ pub fn load_state(config_path: &Path) -> Result<Arc<State>, StartError> {
     for w in loaded.diagnostics.warnings() {
         tracing::warn!("{w}");
     }
-    Ok(State::new(config_path.to_path_buf(), loaded.spec))
+    Ok(State::new(config_path.to_path_buf(), loaded.spec)?)
 }
 
 /// Check that every listener can bind, so a port in use is a clear error instead of a panic in
@@ -443,7 +446,11 @@ fn exit(code: i32) -> ! {
 /// Run a built server as this process until a signal ends it. `state` is the server's: its
 /// access log is flushed on the way out.
 pub fn run_process(server: Server, state: Arc<State>) -> ! {
-    at_exit(move || state.access_log.flush_and_stop());
+    at_exit(move || {
+        // Workers stop between deliveries; the stores close (what is queued stays on disk).
+        state.background.run(state.queues.shutdown());
+        state.access_log.flush_and_stop();
+    });
     server.run(RunArgs {
         shutdown_signal: Box::new(ProcessSignals),
     });

@@ -73,6 +73,9 @@ pub struct Settings {
     /// `[fleet]`: the Redis that fleet limits are decided in. Read at start (a change needs a
     /// restart, like the listeners).
     pub fleet: Option<crate::fleet::FleetSpec>,
+    /// `[queues.NAME]`: specs only; the running queues (stores, workers) live in
+    /// `crate::queue::Queues`, kept across reloads by name.
+    pub queues: BTreeMap<Arc<str>, Arc<crate::queue::QueueSpec>>,
     pub files: Vec<FileDigest>,
     /// Warnings of the load that produced this config (shadowed routes and the like), as
     /// `FILE:LINE:COL: warning: MESSAGE` lines.

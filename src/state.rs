@@ -54,7 +54,11 @@ pub struct State {
     pub canaries: crate::canary::Registry,
     /// `[fleet]`: the Redis store of fleet limits, started with the process (a change of the
     /// section needs a restart).
-    pub fleet: Option<crate::fleet::FleetHost>,
+    pub fleet: Option<crate::fleet::Fleet>,
+    /// `[queues.NAME]`: the running queues (stores and delivery workers), kept across reloads.
+    pub queues: Arc<crate::queue::Queues>,
+    /// Where the fleet's and the queues' tasks run. Last: dropped after what runs on it.
+    pub background: crate::background::Background,
     /// Added to the wall clock for launch windows: tests move time without sleeping.
     pub wall_offset_ms: std::sync::atomic::AtomicI64,
     /// The CSP report endpoint's own limit, per client: reports are anyone's input.
@@ -66,6 +70,11 @@ pub struct State {
     pub access_log: crate::access_log::AccessLog,
 }
 
+/// Why the process state could not be set up (a queue's spool that cannot be opened, ...).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StateError(pub String);
+
 /// Reports accepted per client: 10 per second with a burst of 50 (a page with many blocked
 /// resources sends a burst at load).
 pub const REPORT_RATE: crate::limits::limiter::Params = crate::limits::limiter::Params {
@@ -76,19 +85,36 @@ pub const REPORT_RATE: crate::limits::limiter::Params = crate::limits::limiter::
 };
 
 impl State {
-    /// The state of a process whose config is `spec`; its snapshot is built here.
-    pub fn new(config_path: PathBuf, spec: Spec) -> Arc<State> {
+    /// The state of a process whose config is `spec`; its snapshot is built here, its fleet
+    /// store and queues started.
+    pub fn new(config_path: PathBuf, spec: Spec) -> Result<Arc<State>, StateError> {
         let metrics = Metrics::new();
         let limits = Registry::default();
         let campaigns = crate::campaign::stats::Stats::default();
         let canaries = crate::canary::Registry::default();
-        let fleet = spec.settings.fleet.clone().and_then(|f| {
-            crate::fleet::FleetHost::start(f, metrics.fleet.clone(), Default::default())
-                .map_err(|e| {
-                    tracing::error!(error = %e, "the fleet store did not start: fleet limits act as local ones");
-                })
-                .ok()
-        });
+        let background = crate::background::Background::start()
+            .map_err(|e| StateError(format!("cannot start the background runtime: {e}")))?;
+        let fleet = match spec.settings.fleet.clone() {
+            Some(f) => {
+                let opts = crate::fleet::FleetOptions {
+                    durable_queues: spec.settings.queues.values().any(|q| q.store.is_redis()),
+                    ..Default::default()
+                };
+                let _in = background.handle().enter();
+                Some(
+                    crate::fleet::Fleet::start(f, metrics.fleet.clone(), opts)
+                        .map_err(|e| StateError(format!("the fleet store: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let queues = Arc::new(crate::queue::Queues::new(
+            Arc::new(crate::queue::PingoraSender::new()),
+            Some(crate::queue::registry::QueueMetrics::of(&metrics)),
+        ));
+        background
+            .run(queues.apply(&spec.settings.queues))
+            .map_err(|errors| StateError(errors.join("; ")))?;
         let snapshot = snapshot::build(
             spec,
             None,
@@ -96,7 +122,7 @@ impl State {
                 limits: &limits,
                 campaigns: &campaigns,
                 canaries: &canaries,
-                fleet: fleet.as_ref().map(|f| f.fleet()),
+                fleet: fleet.as_ref(),
                 metrics: &metrics,
             },
         );
@@ -109,7 +135,7 @@ impl State {
         metrics
             .last_reload_success
             .set(now.as_millisecond() as f64 / 1000.0);
-        Arc::new(State {
+        Ok(Arc::new(State {
             config_path,
             process: snapshot.process.clone(),
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -127,12 +153,14 @@ impl State {
             campaigns,
             canaries,
             fleet,
+            queues,
+            background,
             wall_offset_ms: std::sync::atomic::AtomicI64::new(0),
             report_limiter: crate::limits::limiter::Limiter::new(REPORT_RATE),
             report_hosts: Default::default(),
             report_log: Throttle::default(),
             access_log,
-        })
+        }))
     }
 
     /// What a snapshot built for this process binds to.
@@ -148,7 +176,7 @@ impl State {
 
     /// The fleet store, when `[fleet]` is configured and started.
     pub fn fleet(&self) -> Option<&crate::fleet::Fleet> {
-        self.fleet.as_ref().map(|f| f.fleet())
+        self.fleet.as_ref()
     }
 
     /// The time launch windows are judged by.

@@ -30,7 +30,10 @@ fn state(
     let path = dir.path().join("seawall.toml");
     std::fs::write(&path, format!("{server}\n{main}")).unwrap();
     let loaded = seawall::config::load(&path).unwrap_or_else(|d| panic!("{d}"));
-    (dir, State::new(path, loaded.spec))
+    (
+        dir,
+        State::new(path, loaded.spec).expect("the state starts"),
+    )
 }
 
 const UPSTREAMS: &str = r#"
@@ -80,6 +83,7 @@ fn what(a: &Admission) -> String {
             format!("overloaded {} ({:?})", upstream.name, reason)
         }
         Verdict::Proxy(p) => format!("proxy to {} ({:?})", p.upstream.name, p.side),
+        Verdict::Queue(q) => format!("queue {}", q.name),
     }
 }
 

@@ -298,7 +298,7 @@ path_prefx = "/"
             "seawall.toml:3:1: error: unknown field `treads`, expected one of `listen`, `tls`, `admin_listen`, `admin_token_file`, `trusted_proxies`, `threads`, `csp_file`, `campaigns_file`, `access_log`, `upgrade_sock`, `pid_file`, `grace_period`, `max_body`, `header_timeout`, `keepalive_timeout`, `max_header_bytes`",
             "seawall.toml:5:1: error: missing field `servers`",
             "seawall.toml:6:1: error: unknown field `server`, expected one of `servers`, `connect_timeout`, `read_timeout`, `write_timeout`, `health_check`, `max_inflight`, `tls`, `sni`, `http2`",
-            "seawall.toml:11:1: error: unknown field `path_prefx`, expected one of `name`, `host`, `path`, `path_prefix`, `path_regex`, `methods`, `upstream`, `csp`, `max_inflight`, `max_body`",
+            "seawall.toml:11:1: error: unknown field `path_prefx`, expected one of `name`, `host`, `path`, `path_prefix`, `path_regex`, `methods`, `upstream`, `queue`, `csp`, `max_inflight`, `max_body`",
             "seawall.toml:17:3: error: unknown field `brust`, expected one of `name`, `key`, `rate`, `burst`, `nodelay`, `delay`, `dry_run`, `status`, `max_keys`, `exempt`, `scope`",
         ],
         ..NONE
@@ -838,8 +838,8 @@ servers = ["127.0.0.1:3000"]
         expect: &[
             "seawall.toml:1:1: error: missing [server] section (it holds `listen`)",
             "seawall.toml:1:1: warning: no [[routes]]: every request will be answered 404",
-            "seawall.toml:1:2: error: unknown section \"sever\" (expected server, upstreams, routes, fleet)",
-            "seawall.toml:4:2: error: unknown section \"upstream\" (expected server, upstreams, routes, fleet)",
+            "seawall.toml:1:2: error: unknown section \"sever\" (expected server, upstreams, routes, queues, fleet)",
+            "seawall.toml:4:2: error: unknown section \"upstream\" (expected server, upstreams, routes, queues, fleet)",
         ],
         ..NONE
     },
@@ -1511,12 +1511,12 @@ limit = { key = "ip", rate = "300r/s" }
 ticket_url = "https://jira.example.com/MKT-1234"
 "#)),
         expect: &[
-            "campaigns.toml:5:10: error: unknown value `block`, expected one of `divert`, `pass`, `reject`",
+            "campaigns.toml:5:10: error: unknown value `block`, expected one of `divert`, `queue`, `pass`, `reject`",
             "campaigns.toml:6:34: error: invalid rate \"50r/d\": write N r/s, N r/m or N r/h, e.g. \"10r/s\"",
             "campaigns.toml:6:43: error: unknown field `brust`, expected one of `name`, `key`, `rate`, `burst`, `nodelay`, `delay`, `dry_run`, `status`, `max_keys`, `exempt`, `scope`",
             "campaigns.toml:12:21: error: expected_peak_rps must be a positive number",
             "campaigns.toml:13:12: error: target \"api/v1/users/register\" must be a path starting with '/'",
-            "campaigns.toml:14:10: error: unknown value `stop`, expected one of `divert`, `pass`, `pause`",
+            "campaigns.toml:14:10: error: unknown value `stop`, expected one of `divert`, `queue`, `pass`, `pause`",
             "campaigns.toml:15:17: error: invalid key \"ip\"; a limit key is client_ip, global, header:NAME, cookie:NAME or query:NAME",
             "campaigns.toml:16:1: error: unknown field `ticket_url`, expected one of `name`, `tags`, `owner`, `ticket`, `starts`, `ends`, `expected_volume`, `expected_peak_rps`, `targets`, `methods`, `new_fields`, `action`, `limit`",
         ],

@@ -33,6 +33,7 @@ fn unregistered_name() -> Arc<str> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LaunchAction {
     Divert,
+    Queue,
     Pass,
     Pause,
 }
@@ -41,6 +42,7 @@ pub enum LaunchAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnregisteredAction {
     Divert,
+    Queue,
     Pass,
     Reject,
 }
@@ -121,6 +123,8 @@ pub struct Unregistered<L = BoundLimit> {
 pub struct Campaigns<L = BoundLimit, C = Arc<stats::RateCounter>> {
     pub tag_sources: Vec<KeySource>,
     pub ingest: Option<Arc<Upstream>>,
+    /// `ingest_queue`: where `action = "queue"` puts a request.
+    pub ingest_queue: Option<Arc<str>>,
     pub unregistered: Unregistered<L>,
     pub launches: Vec<Launch<L, C>>,
     /// Lower-cased tag -> index into `launches`.
@@ -135,6 +139,7 @@ impl<L, C> Default for Campaigns<L, C> {
         Campaigns {
             tag_sources: Vec::new(),
             ingest: None,
+            ingest_queue: None,
             unregistered: Unregistered {
                 action: UnregisteredAction::Pass,
                 scope: Scope {
@@ -183,6 +188,7 @@ impl<L, C> Campaigns<L, C> {
         Campaigns {
             tag_sources: self.tag_sources,
             ingest: self.ingest,
+            ingest_queue: self.ingest_queue,
             unregistered: Unregistered {
                 action: self.unregistered.action,
                 scope: self.unregistered.scope,
@@ -200,6 +206,8 @@ impl<L, C> Campaigns<L, C> {
 pub enum Action {
     /// To the ingestion upstream, never to the app.
     Divert,
+    /// Into `ingest_queue` (durably accepted, delivered later), never to the app directly.
+    Queue,
     /// To the route's upstream as usual.
     Pass,
     /// A paused launch: 503 + Retry-After, no upstream.
@@ -214,6 +222,7 @@ impl Action {
     pub fn label(self) -> &'static str {
         match self {
             Action::Divert => "divert",
+            Action::Queue => "queue",
             Action::Pass => "pass",
             Action::Pause => "pause",
             Action::Reject => "reject",
@@ -231,6 +240,7 @@ impl From<LaunchAction> for Action {
     fn from(a: LaunchAction) -> Action {
         match a {
             LaunchAction::Divert => Action::Divert,
+            LaunchAction::Queue => Action::Queue,
             LaunchAction::Pass => Action::Pass,
             LaunchAction::Pause => Action::Pause,
         }
@@ -241,6 +251,7 @@ impl From<UnregisteredAction> for Action {
     fn from(a: UnregisteredAction) -> Action {
         match a {
             UnregisteredAction::Divert => Action::Divert,
+            UnregisteredAction::Queue => Action::Queue,
             UnregisteredAction::Pass => Action::Pass,
             UnregisteredAction::Reject => Action::Reject,
         }

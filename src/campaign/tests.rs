@@ -46,6 +46,7 @@ fn campaigns(unregistered: UnregisteredAction) -> Campaigns {
             KeySource::Header(http::HeaderName::from_static("x-campaign")),
         ],
         ingest: None,
+        ingest_queue: None,
         unregistered: Unregistered {
             action: unregistered,
             scope: Scope {

@@ -35,6 +35,7 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
     // Whether a key is written at all: one that is written but unreadable is reported as such,
     // not a second time as missing.
     let ingest_written = head_table.contains_key("ingest_upstream");
+    let queue_written = head_table.contains_key("ingest_queue");
     let sources_written = head_table
         .get("tag_sources")
         .is_some_and(|v| !matches!(v.get_ref(), DeValue::Array(a) if a.is_empty()));
@@ -46,6 +47,7 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
             CampaignsHead {
                 tag_sources: Vec::new(),
                 ingest_upstream: None,
+                ingest_queue: None,
             }
         }
     };
@@ -83,6 +85,14 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
         },
         None => None,
     };
+    let ingest_queue = match &head.ingest_queue {
+        Some(q) => {
+            let found = super::queues::lookup(main, q, rep, "ingest_queue");
+            ok &= found.is_some();
+            found
+        }
+        None => None,
+    };
 
     let unregistered = match unregistered_v {
         Some(v) => {
@@ -96,6 +106,13 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
                         rep.error(
                             span.clone(),
                             "[unregistered] action = \"divert\" needs `ingest_upstream`",
+                        );
+                        ok = false;
+                    }
+                    if action == UnregisteredAction::Queue && !queue_written {
+                        rep.error(
+                            span.clone(),
+                            "[unregistered] action = \"queue\" needs `ingest_queue`",
                         );
                         ok = false;
                     }
@@ -166,7 +183,7 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
                         ispan,
                         &mut names,
                         &mut tag_owner,
-                        ingest_written,
+                        (ingest_written, queue_written),
                         main.fleet_declared,
                         rep,
                     ) {
@@ -196,6 +213,7 @@ pub(super) fn compile(doc: DeTable<'_>, main: &Head, rep: &mut Reporter) -> Opti
     ok.then_some(CampaignsSpec {
         tag_sources,
         ingest,
+        ingest_queue,
         unregistered,
         launches,
         by_tag,
@@ -321,7 +339,7 @@ fn launch(
     span: std::ops::Range<usize>,
     names: &mut BTreeMap<String, usize>,
     tag_owner: &mut BTreeMap<String, String>,
-    has_ingest: bool,
+    (has_ingest, has_queue): (bool, bool),
     fleet_declared: bool,
     rep: &mut Reporter,
 ) -> Option<Launch<LimitSpec, ()>> {
@@ -396,6 +414,13 @@ fn launch(
                 "launch action \"divert\" (the default when `action` is not set) needs \
                  `ingest_upstream`"
             },
+        );
+        ok = false;
+    }
+    if action == LaunchAction::Queue && !has_queue {
+        rep.error(
+            span.start..span.start,
+            "launch action \"queue\" needs `ingest_queue`",
         );
         ok = false;
     }
@@ -484,6 +509,7 @@ impl From<UnregisteredActionFile> for UnregisteredAction {
     fn from(a: UnregisteredActionFile) -> Self {
         match a {
             UnregisteredActionFile::Divert => UnregisteredAction::Divert,
+            UnregisteredActionFile::Queue => UnregisteredAction::Queue,
             UnregisteredActionFile::Pass => UnregisteredAction::Pass,
             UnregisteredActionFile::Reject => UnregisteredAction::Reject,
         }
@@ -494,6 +520,7 @@ impl From<LaunchActionFile> for LaunchAction {
     fn from(a: LaunchActionFile) -> Self {
         match a {
             LaunchActionFile::Divert => LaunchAction::Divert,
+            LaunchActionFile::Queue => LaunchAction::Queue,
             LaunchActionFile::Pass => LaunchAction::Pass,
             LaunchActionFile::Pause => LaunchAction::Pause,
         }

@@ -43,6 +43,9 @@ pub(crate) struct Head {
     pub fleet: Option<crate::fleet::FleetSpec>,
     /// `[fleet]` is written (valid or not): a `scope = "fleet"` limit is then not reported again.
     pub fleet_declared: bool,
+    pub queues: BTreeMap<Arc<str>, Arc<crate::queue::QueueSpec>>,
+    /// Every queue name written, valid or not (as `declared_upstreams`).
+    pub declared_queues: BTreeSet<String>,
 }
 
 pub(super) fn compile_head(doc: DeTable<'_>, base_dir: &Path, rep: &mut Reporter) -> Head {
@@ -59,22 +62,32 @@ pub(super) fn compile_head(doc: DeTable<'_>, base_dir: &Path, rep: &mut Reporter
         routes: Vec::new(),
         fleet: None,
         fleet_declared: false,
+        queues: BTreeMap::new(),
+        declared_queues: BTreeSet::new(),
     };
     let mut server = None;
+    let mut queues = None;
+    let has_fleet = doc.contains_key("fleet");
     for (key, value) in doc {
         match key.get_ref().as_ref() {
             "server" => server = Some(value),
             "upstreams" => upstreams(value, &mut head, rep),
             "routes" => head.routes = raw_routes(value, rep),
+            "queues" => queues = Some(value),
             "fleet" => {
                 head.fleet_declared = true;
                 head.fleet = super::fleet::compile(value, base_dir, rep);
             }
             other => rep.error(
                 key.span(),
-                format!("unknown section {other:?} (expected server, upstreams, routes, fleet)"),
+                format!(
+                    "unknown section {other:?} (expected server, upstreams, routes, queues, fleet)"
+                ),
             ),
         }
+    }
+    if let Some(q) = queues {
+        super::queues::compile(q, has_fleet, base_dir, &mut head, rep);
     }
     match server {
         Some(v) => {

@@ -17,6 +17,7 @@ pub mod diag;
 mod fleet;
 mod limits;
 mod main_file;
+mod queues;
 mod routes;
 pub mod schema;
 mod server;
@@ -142,6 +143,7 @@ pub fn load(main_path: &Path) -> Result<Loaded, Diagnostics> {
                 access_log: head.access_log,
                 admin_token: head.admin_token,
                 fleet: head.fleet,
+                queues: head.queues,
                 files: digests,
                 warnings,
             },

@@ -11,10 +11,14 @@ use super::main_file::Head;
 use super::schema::{LimitFile, RouteFile};
 use super::{Reporter, check_name, de, int_in, list_names, methods, table_value};
 use crate::csp::{CspChoice, CspConfig};
+use std::sync::Arc;
+
 use crate::routing::{HostMatch, PathMatch, RouteSpec};
+use crate::upstream::Upstream;
 
 /// A route as written, its limits read one by one so each bad limit is reported.
 pub(crate) struct RawRoute {
+    pub span: std::ops::Range<usize>,
     pub file: RouteFile,
     pub limits: Vec<Spanned<LimitFile>>,
     pub canary: Option<Spanned<super::canary::CanaryFile>>,
@@ -38,10 +42,11 @@ pub(super) fn raw_routes(value: Spanned<DeValue<'_>>, rep: &mut Reporter) -> Vec
             let s = c.span();
             de::<super::canary::CanaryFile>(c, rep).map(|c| Spanned::new(s, c))
         });
-        let Some(file) = de::<RouteFile>(table_value(span, table), rep) else {
+        let Some(file) = de::<RouteFile>(table_value(span.clone(), table), rep) else {
             continue;
         };
         let mut raw = RawRoute {
+            span: span.clone(),
             file,
             limits: Vec::new(),
             canary,
@@ -143,22 +148,7 @@ fn route(
         }
         Some(ms) => methods(ms, rep).map(Some),
     };
-    let upstream = match head.upstreams.get(f.upstream.get_ref().as_str()) {
-        Some(u) => Some(u.clone()),
-        None => {
-            if !head.declared_upstreams.contains(f.upstream.get_ref()) {
-                rep.error(
-                    f.upstream.span(),
-                    format!(
-                        "unknown upstream {:?} (defined: {})",
-                        f.upstream.get_ref(),
-                        list_names(head.declared_upstreams.iter().map(String::as_str))
-                    ),
-                );
-            }
-            None
-        }
-    };
+    let (upstream, queue) = route_target(raw, head, rep);
     let csp_choice = match (&f.csp, csp) {
         (Some(c), _) if c.get_ref() == "off" => Some(CspChoice::Off),
         (_, None) => None,
@@ -234,7 +224,10 @@ fn route(
         }
     }
     let canary = match &raw.canary {
-        Some(c) => super::canary::compile(c, f.upstream.get_ref(), head, rep).map(Some),
+        Some(c) => {
+            let own = f.upstream.as_ref().map_or("", |u| u.get_ref().as_str());
+            super::canary::compile(c, own, head, rep).map(Some)
+        }
         None => Some(None),
     };
     let (
@@ -243,6 +236,7 @@ fn route(
         Some(path),
         Some(methods),
         Some(upstream),
+        Some(queue),
         Some(csp),
         Some(max_inflight),
         Some(max_body),
@@ -254,6 +248,7 @@ fn route(
         path,
         methods,
         upstream,
+        queue,
         csp_choice,
         max_inflight,
         max_body,
@@ -269,6 +264,7 @@ fn route(
         path,
         methods,
         upstream,
+        queue,
         csp,
         max_inflight,
         max_body,
@@ -311,6 +307,53 @@ fn path_match(f: &RouteFile, rep: &mut Reporter) -> Option<PathMatch> {
         };
     }
     Some(PathMatch::Any)
+}
+
+/// A route names exactly one of `upstream` and `queue`. A queued route's `upstream` is its
+/// queue's `deliver_to`, so code that reads the route's pool (health, status) still has one.
+#[allow(clippy::type_complexity)]
+fn route_target(
+    raw: &RawRoute,
+    head: &Head,
+    rep: &mut Reporter,
+) -> (Option<Arc<Upstream>>, Option<Option<Arc<str>>>) {
+    let f = &raw.file;
+    match (&f.upstream, &f.queue) {
+        (Some(_), Some(q)) => {
+            rep.error(q.span(), "a route takes `upstream` or `queue`, not both");
+            (None, None)
+        }
+        (None, None) => {
+            rep.error(raw.span.start..raw.span.start, "missing field `upstream`");
+            (None, None)
+        }
+        (None, Some(q)) => match super::queues::lookup(head, q, rep, "route") {
+            Some(name) => {
+                let up = head.queues.get(&name).map(|s| s.deliver_to.clone());
+                (up, Some(Some(name)))
+            }
+            None => (None, None),
+        },
+        (Some(u), None) => {
+            let up = match head.upstreams.get(u.get_ref().as_str()) {
+                Some(up) => Some(up.clone()),
+                None => {
+                    if !head.declared_upstreams.contains(u.get_ref()) {
+                        rep.error(
+                            u.span(),
+                            format!(
+                                "unknown upstream {:?} (defined: {})",
+                                u.get_ref(),
+                                list_names(head.declared_upstreams.iter().map(String::as_str))
+                            ),
+                        );
+                    }
+                    None
+                }
+            };
+            (up, Some(None))
+        }
+    }
 }
 
 /// A path to match requests against (a route's `path` or `path_prefix`, a campaign target):

@@ -96,7 +96,9 @@ pub struct RouteFile {
     pub path_prefix: Option<S<String>>,
     pub path_regex: Option<S<String>>,
     pub methods: Option<S<Vec<S<String>>>>,
-    pub upstream: S<String>,
+    /// One of `upstream` and `queue` (checked when the route is compiled).
+    pub upstream: Option<S<String>>,
+    pub queue: Option<S<String>>,
     pub csp: Option<S<String>>,
     pub max_inflight: Option<S<i64>>,
     pub max_body: Option<S<String>>,
@@ -185,12 +187,15 @@ pub struct CampaignsHead {
     #[serde(default)]
     pub tag_sources: Vec<S<String>>,
     pub ingest_upstream: Option<S<String>>,
+    /// A `[queues.NAME]` of seawall.toml, for `action = "queue"`.
+    pub ingest_queue: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum UnregisteredActionFile {
     Divert,
+    Queue,
     Pass,
     Reject,
 }
@@ -199,6 +204,7 @@ pub enum UnregisteredActionFile {
 #[serde(rename_all = "lowercase")]
 pub enum LaunchActionFile {
     Divert,
+    Queue,
     Pass,
     Pause,
 }

@@ -21,8 +21,9 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// A size in bytes: `"512"`, `"64KiB"`, `"10MiB"`, `"1GiB"` (powers of 1024), or `"64kB"`, `"10MB"`,
-/// `"1GB"` (powers of 1000). Zero is refused: a zero limit is a typo.
+/// A size in bytes: `"512"`, `"64KiB"`, `"10MiB"`, `"1GiB"`, `"1TiB"` (powers of 1024; a bare
+/// `K`/`M`/`G` too, the way nginx reads `10m`), or `"64kB"`, `"10MB"`, `"1GB"`, `"1TB"` (powers
+/// of 1000). Zero is refused: a zero limit is a typo.
 pub fn size(s: &str) -> Result<u64, String> {
     let bad =
         || format!("invalid size {s:?}: write e.g. \"64KiB\", \"10MiB\" or a number of bytes");
@@ -32,12 +33,14 @@ pub fn size(s: &str) -> Result<u64, String> {
     let n: u64 = num.parse().map_err(|_| bad())?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
+        "KiB" | "K" | "k" => 1 << 10,
+        "MiB" | "M" | "m" => 1 << 20,
+        "GiB" | "G" | "g" => 1 << 30,
+        "TiB" => 1 << 40,
         "kB" | "KB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
         _ => return Err(bad()),
     };
     let bytes = n
@@ -216,6 +219,10 @@ mod tests {
         assert!(size("-1").is_err());
         assert!(size("MiB").is_err());
         assert!(size("99999999999GiB").unwrap_err().contains("too large"));
+        assert_eq!(size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(size("1G").unwrap(), 1 << 30);
+        assert_eq!(size("10m").unwrap(), 10 << 20, "nginx's 10m");
+        assert!(size("12 parsecs").unwrap_err().contains("invalid size"));
     }
 
     #[test]
