@@ -15,10 +15,12 @@
 # a vDSO call, into a system call: those are shown apart, as clock reads. Callgrind
 # runs a program one thread at a time and ~50x slower, so timers fire at other points than
 # natively; what depends on wall time (idle timers) is a few instructions per request.
-# For Seawall (the last pass's run) callgrind_annotate's top functions, inclusive and self, and
-# every function's callers go to OUT_DIR/callgrind-seawall-{inclusive,self,callers}.txt, with
-# the dump (kcachegrind reads it). Note how callgrind counts a `rep movsb` (glibc's memcpy of 2
-# KiB and more): one instruction per byte, so large copies weigh more here than in cycles.
+# For Seawall and bare Pingora (the last pass's runs; nginx and HAProxy are stripped)
+# callgrind_annotate's top functions, inclusive and self, and every function's callers go to
+# OUT_DIR/callgrind-PEER-{inclusive,self,callers}.txt, with the dump (kcachegrind reads it).
+# Note how callgrind counts a `rep movsb` (glibc's memcpy of more than ~8 KiB on this CPU): one
+# instruction per byte, so large copies weigh more here than in cycles (and than in perf's
+# counts of earlier measurements).
 
 REQUESTS=${REQUESTS:-20000}
 CG=$W/callgrind
@@ -121,7 +123,7 @@ awk -v n="$REQUESTS" -v order="${PEER_LIST[*]}" -v names="$names" '
     }
   }' "$RESULTS"
 
-for s in seawall seawall-base; do
+for s in bare-pingora seawall seawall-base; do
   [ -f "$CG/$s.last" ] || continue
   # Functions on the stack when the counters were zeroed appear with "calls=0", which
   # callgrind_annotate (3.19) then counts as the caller's own cost (everything lands on the

@@ -163,6 +163,7 @@ http {
 EOF
   "$NGINX" -t -q -p "$d" -c "$d/nginx.conf" -e "$d/error.log" 2>"$d/t.log" || { cat "$d/t.log" >&2; return 1; }
   PEER_OUT[$name]=$d/access.log
+  rm -f "$d/access.log"   # nginx appends; a run's log holds that run's lines, as the others'
   "$@" "$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" >"$d/stdout" 2>"$d/stderr" &
   LT_PIDS[$name]=$!
 }
