@@ -19,6 +19,9 @@
 //!   1,050 ns). On an idle machine the two are the same. What other processes do to the caches
 //!   still counts; `benches/limiter_lines.rs` counts misses where nothing else runs.
 //!
+//! - `floor/dependent_load_32MiB`: what one cache miss costs on this machine at this hour; see
+//!   [`bench_floor`].
+//!
 //! Under `cargo test --benches` (or `--all-targets`) criterion runs each benchmark once; the
 //! tables are still built, which takes about a second in a debug build.
 
@@ -166,5 +169,34 @@ fn bench_decide(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_decide);
+/// The floor under `1M_keys`: one cache miss nothing can overlap, as a decision's miss is in
+/// Seawall (a request does thousands of other things between two decisions). A walk through a
+/// random cycle of 32 MiB, one line per step, each step's address read from the step before;
+/// in the same hour as the decisions, on the same machine, in the same CPU time. A decision at
+/// 1M keys costs about this plus a decision at 1k keys.
+fn bench_floor(c: &mut Criterion) {
+    const LINES: usize = 32 << 20 >> 6;
+    let mut next: Vec<[u64; 8]> = vec![[0; 8]; LINES];
+    let mut order: Vec<usize> = (0..LINES).collect();
+    let mut rng = 0xF1_00E_u64;
+    for i in (1..LINES).rev() {
+        order.swap(i, (splitmix64(&mut rng) % (i as u64 + 1)) as usize);
+    }
+    for w in 0..LINES {
+        next[order[w]][0] = order[(w + 1) % LINES] as u64;
+    }
+    let mut at = order[0];
+    c.bench_function("floor/dependent_load_32MiB", |b| {
+        b.iter_custom(|iters| {
+            let start = thread_cpu();
+            for _ in 0..iters {
+                at = next[at][0] as usize;
+            }
+            std::hint::black_box(at);
+            thread_cpu() - start
+        })
+    });
+}
+
+criterion_group!(benches, bench_decide, bench_floor);
 criterion_main!(benches);
