@@ -13,15 +13,28 @@
 //!   criterion sample to the next, as in a long-running process.
 //! - `1_thread`: one thread makes every decision; the figure is the time of one decision.
 //! - `2_threads`: see [`two_threads`].
+//! - Time is the deciding threads' own CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall time: on
+//!   the shared 2-core machine a sample's wall time counted whatever else ran meanwhile (with a
+//!   dozen builds running, the thread was on a core 45% of it, and the same binary gave 350 to
+//!   1,050 ns). On an idle machine the two are the same. What other processes do to the caches
+//!   still counts; `benches/limiter_lines.rs` counts misses where nothing else runs.
+//!
+//! - `floor/dependent_load_32MiB`: what one cache miss costs on this machine at this hour; see
+//!   [`bench_floor`].
 //!
 //! Under `cargo test --benches` (or `--all-targets`) criterion runs each benchmark once; the
 //! tables are still built, which takes about a second in a debug build.
 
 use std::sync::Barrier;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use seawall::limits::limiter::{Check, Limiter, Params, decide};
+
+/// Seawall's allocator (src/main.rs): a decision allocates its verdicts, and a decision's cost
+/// is the one Seawall pays only with the allocator Seawall runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Fake milliseconds advance once per this many decisions (a power of two: a shift, not a
 /// division, in the timed loop).
@@ -87,13 +100,19 @@ fn decide_at(limiter: &Limiter, seq: &[u64], g: u64) {
     std::hint::black_box(d);
 }
 
+/// This thread's CPU time so far.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
 /// `iters` decisions on one thread, continuing the stream at decision `*next`.
 fn one_thread(s: &Setup, next: &mut u64, iters: u64) -> Duration {
-    let start = Instant::now();
+    let start = thread_cpu();
     for i in 0..iters {
         decide_at(&s.limiter, &s.seq, *next + i);
     }
-    let elapsed = start.elapsed();
+    let elapsed = thread_cpu() - start;
     *next += iters;
     elapsed
 }
@@ -101,12 +120,13 @@ fn one_thread(s: &Setup, next: &mut u64, iters: u64) -> Duration {
 /// `iters` decisions split between 2 threads on the same limiter: thread 0 makes decisions
 /// `next, next+2, ...` and thread 1 `next+1, next+3, ...` of the same stream (keys and fake
 /// time interleave as if one stream of requests were served by two workers). The returned
-/// duration is wall time, from the earlier thread's start (both wait on a barrier first, so
-/// thread spawning is not counted) to the later thread's end.
+/// duration is the longer of the two threads' CPU times (both wait on a barrier first, so
+/// thread spawning is not counted): the wall time the two would take side by side on two
+/// cores of their own.
 ///
-/// What the `2_threads` figure means: criterion divides that wall time by `iters`, the
-/// decisions made by BOTH threads together, so it is the inverse of the aggregate throughput
-/// (wall ns per decision with 2 threads busy). It is directly comparable with `1_thread`:
+/// What the `2_threads` figure means: criterion divides that time by `iters`, the decisions
+/// made by BOTH threads together, so it is the inverse of the aggregate throughput (ns per
+/// decision with 2 threads busy). It is directly comparable with `1_thread`:
 /// perfect scaling would halve it; a figure equal to `1_thread` means no gain from the second
 /// thread; each thread's own latency per decision is about twice the reported figure.
 fn two_threads(s: &Setup, next: &mut u64, iters: u64) -> Duration {
@@ -119,11 +139,11 @@ fn two_threads(s: &Setup, next: &mut u64, iters: u64) -> Duration {
                 // Thread 0 takes the odd one out when `iters` is odd.
                 let n = (iters + 1 - t) / 2;
                 barrier.wait();
-                let start = Instant::now();
+                let start = thread_cpu();
                 for i in 0..n {
                     decide_at(&s.limiter, &s.seq, base + 2 * i + t);
                 }
-                (start, Instant::now())
+                thread_cpu() - start
             }
         };
         let h0 = scope.spawn(run(0));
@@ -131,7 +151,7 @@ fn two_threads(s: &Setup, next: &mut u64, iters: u64) -> Duration {
         (h0.join().unwrap(), h1.join().unwrap())
     });
     *next += iters;
-    a.1.max(b.1) - a.0.min(b.0)
+    a.max(b)
 }
 
 fn bench_decide(c: &mut Criterion) {
@@ -149,5 +169,34 @@ fn bench_decide(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_decide);
+/// The floor under `1M_keys`: one cache miss nothing can overlap, as a decision's miss is in
+/// Seawall (a request does thousands of other things between two decisions). A walk through a
+/// random cycle of 32 MiB, one line per step, each step's address read from the step before;
+/// in the same hour as the decisions, on the same machine, in the same CPU time. A decision at
+/// 1M keys costs about this plus a decision at 1k keys.
+fn bench_floor(c: &mut Criterion) {
+    const LINES: usize = 32 << 20 >> 6;
+    let mut next: Vec<[u64; 8]> = vec![[0; 8]; LINES];
+    let mut order: Vec<usize> = (0..LINES).collect();
+    let mut rng = 0xF1_00E_u64;
+    for i in (1..LINES).rev() {
+        order.swap(i, (splitmix64(&mut rng) % (i as u64 + 1)) as usize);
+    }
+    for w in 0..LINES {
+        next[order[w]][0] = order[(w + 1) % LINES] as u64;
+    }
+    let mut at = order[0];
+    c.bench_function("floor/dependent_load_32MiB", |b| {
+        b.iter_custom(|iters| {
+            let start = thread_cpu();
+            for _ in 0..iters {
+                at = next[at][0] as usize;
+            }
+            std::hint::black_box(at);
+            thread_cpu() - start
+        })
+    });
+}
+
+criterion_group!(benches, bench_decide, bench_floor);
 criterion_main!(benches);

@@ -40,11 +40,13 @@ lt_cleanup() {
 trap lt_cleanup EXIT
 trap 'exit 130' INT TERM
 
-# lt_wait_http URL NAME: wait (10 s at most) until URL answers 2xx, while NAME's process lives.
+# lt_wait_http URL NAME [SECONDS]: wait (10 s at most, or SECONDS) until URL answers 2xx, while
+# NAME's process lives. Curl may be asked to skip certificate checks with LT_CURL_INSECURE=1.
 lt_wait_http() {
-  local url=$1 name=$2 i
-  for i in $(seq 100); do
-    curl -fs -o /dev/null "$url" 2>/dev/null && return 0
+  local url=$1 name=$2 i k=()
+  ((${LT_CURL_INSECURE:-0})) && k=(-k)
+  for i in $(seq $((${3:-10} * 10))); do
+    curl "${k[@]}" -fs -o /dev/null "$url" 2>/dev/null && return 0
     kill -0 "${LT_PIDS[$name]}" 2>/dev/null || break
     sleep 0.1
   done
@@ -84,13 +86,16 @@ lt_ensure_font() {
     echo "warning: fonts-dejavu-core could not be installed: charts will have no text" >&2
 }
 
-# lt_build EXAMPLE: the release Seawall binary and the scenario's helper example.
+# lt_build EXAMPLE: the release Seawall binary and the scenario's helper example, in cargo's
+# target directory (CARGO_TARGET_DIR if set). LT_SEAWALL=/path/to/seawall runs another build (an
+# older commit's, say) for an A/B; Seawall is then not built.
 lt_build() {
-  echo "building seawall and the load-test helpers (release; the first build takes minutes)..." >&2
-  cargo build --release --quiet --bin seawall --example "$1"
-  # LT_SEAWALL=/path/to/seawall runs another build (an older commit's, say) for an A/B.
-  SEAWALL=${LT_SEAWALL:-$PWD/target/release/seawall}
-  HELPER=$PWD/target/release/examples/$1
+  local bin=(--bin seawall) target=${CARGO_TARGET_DIR:-$PWD/target}
+  [ -z "${LT_SEAWALL:-}" ] || bin=()
+  echo "building ${bin:+seawall and }the load-test helpers (release; the first build takes minutes)..." >&2
+  cargo build --release --quiet "${bin[@]}" --example "$1"
+  SEAWALL=${LT_SEAWALL:-$target/release/seawall}
+  HELPER=$target/release/examples/$1
 }
 
 TCK=$(getconf CLK_TCK)

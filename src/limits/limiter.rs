@@ -19,22 +19,26 @@
 //! `account`; if any rejects, nothing is charged (an earlier fresh key keeps its new empty
 //! entry, as in nginx); otherwise the others are accounted and the longest delay wins.
 //!
-//! Keys live in a sharded table bounded by `max_keys` ([`Limiter`]). At the bound a new key
-//! replaces an entry that is as good as new (drained so far that its next request would be
-//! treated exactly as a never-seen key's), else the least-charged entry that is not being
-//! limited (its next request would pass). An entry whose next request would be rejected is never
-//! evicted, so a flood of new keys cannot reset a victim's limit; and a new visitor is never
-//! refused for lack of room: if every sampled entry is being limited, the new key passes
-//! untracked, as a fresh key's first request would.
+//! Keys live in a sharded table bounded by `max_keys` ([`Limiter`]), each shard an open-addressed
+//! table whose 64-byte buckets hold whole entries (limiter/table.rs), so that a decision among a
+//! million keys waits on one cache line. At the bound a new key replaces, among a sample of
+//! entries taken from a cursor that moves through the shard, an entry that is as good as new
+//! (drained so far that its next request would be treated exactly as a never-seen key's), else
+//! the least-charged entry that is not being limited (its next request would pass). An entry
+//! whose next request would be rejected is never evicted, so a flood of new keys cannot reset a
+//! victim's limit; and a new visitor is never refused for lack of room: if every sampled entry
+//! is being limited, the new key passes untracked, as a fresh key's first request would.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::Mutex;
 
 use super::LimitSpec;
+
+mod table;
+
+use table::{Slot, Table};
 
 /// Milliseconds on a monotonic clock. Injected so tests replay traces without sleeping.
 pub trait Clock: Send + Sync {
@@ -116,33 +120,6 @@ impl Params {
     }
 }
 
-/// What nginx keeps per key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Slot {
-    last: u64,
-    excess: u32,
-}
-
-/// Keys are already 64-bit hashes: the table uses them as they are.
-#[derive(Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Table = HashMap<u64, Slot, BuildHasherDefault<IdentityHasher>>;
-
 /// One shard's lock on its own cache line, so two cores working on different shards do not
 /// keep taking the line from each other.
 #[repr(align(64))]
@@ -152,7 +129,8 @@ struct Padded(Mutex<Table>);
 /// same, so an entry's next request costs what it would in nginx.
 pub const RECLAIM_IDLE_MS: u64 = 60_000;
 
-/// How many entries a full shard inspects for a drained one before admitting untracked.
+/// How many entries a full shard inspects for a drained one before admitting untracked (from a
+/// cursor that moves through the shard, see table.rs).
 const EVICT_SCAN: usize = 32;
 
 /// The result of nginx's lookup for one limit.
@@ -230,14 +208,24 @@ impl Limiter {
             .store((p.max_keys / self.shards.len()).max(1), Ordering::Relaxed);
     }
 
+    /// The delay for a request that leaves `excess` behind, as [`Params::delay_ms`].
+    fn delay_ms(&self, excess: u64) -> u64 {
+        Params {
+            rate_m: self.rate_m.load(Ordering::Relaxed),
+            burst_m: 0,
+            delay_m: self.delay_m.load(Ordering::Relaxed),
+            max_keys: 0,
+        }
+        .delay_ms(excess)
+    }
+
     /// Keys currently tracked.
     pub fn tracked(&self) -> usize {
         self.tracked.load(Ordering::Relaxed)
     }
 
-    /// The shard comes from the key's middle bits: the hash table itself uses the top seven
-    /// bits as its probe tag and the low bits as the index, so neither may be constant within
-    /// a shard.
+    /// The shard comes from the key's bits 32 and up: the table places a key by its low 32
+    /// bits, which therefore must not be constant within a shard.
     fn shard(&self, key: u64) -> &Mutex<Table> {
         let i = (key >> 32) as usize & (self.shards.len() - 1);
         &self.shards[i].0
@@ -267,8 +255,9 @@ impl Limiter {
         let rate_m = self.rate_m.load(Ordering::Relaxed);
         let burst_m = self.burst_m.load(Ordering::Relaxed);
         let mut table = self.shard(key).lock();
-        if let Some(slot) = table.get_mut(&key) {
-            let (e, ms) = Self::excess_after(rate_m, *slot, now);
+        if let Some(pos) = table.find(key) {
+            let slot = table.get(pos);
+            let (e, ms) = Self::excess_after(rate_m, slot, now);
             if e > burst_m {
                 let retry_after_ms = ((e - burst_m) * 1000).div_ceil(rate_m);
                 return Lookup::Reject {
@@ -279,10 +268,13 @@ impl Limiter {
             if !account {
                 return Lookup::Again { excess: e };
             }
-            slot.excess = e as u32;
-            if ms != 0 {
-                slot.last = now;
-            }
+            table.set(
+                pos,
+                Slot {
+                    excess: e as u32,
+                    last: if ms != 0 { now } else { slot.last },
+                },
+            );
             return Lookup::Pass { excess: e };
         }
         self.insert(&mut table, key, now, rate_m);
@@ -298,78 +290,68 @@ impl Limiter {
     pub fn account(&self, key: u64, now: u64) -> u64 {
         let rate_m = self.rate_m.load(Ordering::Relaxed);
         let mut table = self.shard(key).lock();
-        let slot = match table.get_mut(&key) {
-            Some(s) => s,
-            None => {
-                // Only possible if the table was full and the key went untracked.
-                if !self.insert(&mut table, key, now, rate_m) {
-                    return 0;
-                }
-                table.get_mut(&key).expect("just inserted")
-            }
+        let pos = match table.find(key) {
+            Some(p) => p,
+            // Only possible if the table was full and the key went untracked.
+            None => match self.insert(&mut table, key, now, rate_m) {
+                Some(p) => p,
+                None => return 0,
+            },
         };
-        let (e, ms) = Self::excess_after(rate_m, *slot, now);
-        slot.excess = e.min(u64::from(u32::MAX)) as u32;
-        if ms != 0 {
-            slot.last = now;
-        }
+        let slot = table.get(pos);
+        let (e, ms) = Self::excess_after(rate_m, slot, now);
+        table.set(
+            pos,
+            Slot {
+                excess: e.min(u64::from(u32::MAX)) as u32,
+                last: if ms != 0 { now } else { slot.last },
+            },
+        );
         e
     }
 
     /// Insert a fresh entry `{excess 0, last now}`. A full shard makes room by evicting, among
     /// a sample of its entries, one that is as good as new (no decision changes), else the one
     /// with the least excess among those whose next request would still pass. An entry whose
-    /// next request would be rejected (a key being limited) is never evicted. Returns false (and
-    /// counts it) when every sampled entry is being limited.
-    fn insert(&self, table: &mut Table, key: u64, now: u64, rate_m: u64) -> bool {
-        if table.len() >= self.shard_cap.load(Ordering::Relaxed) {
+    /// next request would be rejected (a key being limited) is never evicted. Returns where the
+    /// entry went, or None (and counts it) when every sampled entry is being limited.
+    fn insert(&self, table: &mut Table, key: u64, now: u64, rate_m: u64) -> Option<table::Pos> {
+        let cap = self.shard_cap.load(Ordering::Relaxed);
+        if table.len() >= cap {
             let burst_m = self.burst_m.load(Ordering::Relaxed);
-            let mut best: Option<(u64, u64)> = None;
-            for (k, s) in table.iter().take(EVICT_SCAN) {
-                if Self::as_good_as_new(rate_m, *s, now) {
-                    best = Some((*k, 0));
-                    break;
-                }
-                let (next, _) = Self::excess_after(rate_m, *s, now);
-                if next <= burst_m && best.is_none_or(|(_, e)| next < e) {
-                    best = Some((*k, next));
-                }
-            }
-            match best {
-                Some((k, _)) => {
-                    table.remove(&k);
+            // The next request's excess ranks the entries; 0 (as good as new) ends the sample.
+            let victim = table.sample(EVICT_SCAN, |s| {
+                let (next, _) = Self::excess_after(rate_m, s, now);
+                (next <= burst_m).then_some(next)
+            });
+            match victim {
+                Some(p) => {
+                    table.remove(p);
                     self.tracked.fetch_sub(1, Ordering::Relaxed);
                     self.evicted.fetch_add(1, Ordering::Relaxed);
                 }
                 None => {
                     self.untracked.fetch_add(1, Ordering::Relaxed);
-                    return false;
+                    return None;
                 }
             }
         }
-        table.insert(
+        let pos = table.insert(
             key,
             Slot {
                 last: now,
                 excess: 0,
             },
+            cap,
         );
         self.tracked.fetch_add(1, Ordering::Relaxed);
-        true
+        Some(pos)
     }
 
     /// nginx's expiry test: the excess has drained away.
     fn drained(rate_m: u64, s: Slot, now: u64) -> bool {
         let ms = Self::elapsed(now, s.last);
         u64::from(s.excess) <= rate_m.saturating_mul(ms) / 1000
-    }
-
-    /// Drained by one more request's worth too: the next request would leave excess 0 and pass,
-    /// exactly as for a key never seen. Evicting such an entry changes no decision, which is why
-    /// only these make room at the bound.
-    fn as_good_as_new(rate_m: u64, s: Slot, now: u64) -> bool {
-        let ms = Self::elapsed(now, s.last);
-        u64::from(s.excess) + 1000 <= rate_m.saturating_mul(ms) / 1000
     }
 
     /// Forget entries that are fully drained and idle for [`RECLAIM_IDLE_MS`], as nginx's
@@ -380,8 +362,8 @@ impl Limiter {
         for shard in self.shards.iter() {
             let mut table = shard.0.lock();
             let before = table.len();
-            table.retain(|_, s| {
-                !(Self::elapsed(now, s.last) >= RECLAIM_IDLE_MS && Self::drained(rate_m, *s, now))
+            table.retain(|s| {
+                !(Self::elapsed(now, s.last) >= RECLAIM_IDLE_MS && Self::drained(rate_m, s, now))
             });
             let shard_cap = self.shard_cap.load(Ordering::Relaxed);
             if table.capacity() > 4 * shard_cap.max(table.len()).max(16) {
@@ -437,6 +419,13 @@ pub struct Decision {
 
 /// Decide for one request over all its limits, in order (nginx's handler + account).
 pub fn decide(checks: &[Check<'_>], now: u64) -> Decision {
+    match checks {
+        [only] => decide_one(only, now),
+        _ => decide_many(checks, now),
+    }
+}
+
+fn decide_many(checks: &[Check<'_>], now: u64) -> Decision {
     let mut verdicts = vec![Verdict::Skipped; checks.len()];
     let last = checks.iter().rposition(|c| c.key.is_some());
     // Routes have a few limits: keep the lookups on the stack.
@@ -488,7 +477,7 @@ pub fn decide(checks: &[Check<'_>], now: u64) -> Decision {
             (Some(Lookup::Again { .. }), Some(key)) => c.limiter.account(key, now),
             _ => continue,
         };
-        let d = c.limiter.params().delay_ms(excess);
+        let d = c.limiter.delay_ms(excess);
         verdicts[i] = if d > 0 && !c.dry_run {
             delay_ms = delay_ms.max(d);
             Verdict::Delayed {
@@ -501,6 +490,61 @@ pub fn decide(checks: &[Check<'_>], now: u64) -> Decision {
     }
     Decision {
         verdicts,
+        rejected: None,
+        delay_ms,
+    }
+}
+
+/// [`decide`] for a route with one limit, the usual case, without the bookkeeping several
+/// need (a decision's fixed cost is about half its time when the entry is in cache): the last
+/// limit is the only one, so it is looked up with `account` and nothing else is charged.
+fn decide_one(c: &Check<'_>, now: u64) -> Decision {
+    let Some(key) = c.key else {
+        return Decision {
+            verdicts: vec![Verdict::Skipped],
+            rejected: None,
+            delay_ms: 0,
+        };
+    };
+    let excess = match c.limiter.lookup(key, now, true) {
+        Lookup::Reject { retry_after_ms, .. } if c.dry_run => {
+            return Decision {
+                verdicts: vec![Verdict::DryRunRejected { retry_after_ms }],
+                rejected: None,
+                delay_ms: 0,
+            };
+        }
+        Lookup::Reject {
+            excess,
+            retry_after_ms,
+        } => {
+            return Decision {
+                verdicts: vec![Verdict::Rejected {
+                    excess,
+                    retry_after_ms,
+                }],
+                rejected: Some(0),
+                delay_ms: 0,
+            };
+        }
+        Lookup::Pass { excess } => excess,
+        // Not returned with `account`; charged as `decide` would.
+        Lookup::Again { .. } => c.limiter.account(key, now),
+    };
+    let d = c.limiter.delay_ms(excess);
+    let (verdict, delay_ms) = if d > 0 && !c.dry_run {
+        (
+            Verdict::Delayed {
+                excess,
+                delay_ms: d,
+            },
+            d,
+        )
+    } else {
+        (Verdict::Passed { excess }, 0)
+    };
+    Decision {
+        verdicts: vec![verdict],
         rejected: None,
         delay_ms,
     }

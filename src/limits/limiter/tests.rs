@@ -335,3 +335,47 @@ fn at_the_bound_a_spray_of_one_request_keys_churns_without_touching_the_victim()
         "and recovers at its rate, no sooner"
     );
 }
+
+#[test]
+fn one_limit_decides_as_the_general_path_does() {
+    // The same trace (keys, times, dry runs) through `decide_one` and `decide_many` on two
+    // limiters alike: delays, rejections, dry-run rejections, absent keys and reclaims included.
+    let mut seen = std::collections::BTreeSet::new();
+    for (rate_m, burst, delay) in [(1000, 3, Some(1)), (2000, 0, None), (16, 2, Some(0))] {
+        let (a, b) = (limiter(rate_m, burst, delay), limiter(rate_m, burst, delay));
+        let mut rng = 0x1234_5678_u64;
+        let mut now = 10_000;
+        for i in 0..20_000u64 {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            now += (rng >> 60) * 40;
+            let key = (rng >> 40) % 8;
+            let dry_run = i % 7 == 0;
+            let check = |l| Check {
+                limiter: l,
+                key: (key != 7).then_some(key),
+                dry_run,
+            };
+            let one = decide_one(&check(&a), now);
+            assert_eq!(one, decide_many(&[check(&b)], now), "decision {i}");
+            seen.insert(
+                format!("{:?}", one.verdicts[0])
+                    .split([' ', '{'])
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            );
+            if i % 5000 == 0 {
+                assert_eq!(a.reclaim(now), b.reclaim(now));
+            }
+        }
+        assert_eq!(a.tracked(), b.tracked());
+    }
+    let kinds: Vec<&str> = seen.iter().map(String::as_str).collect();
+    assert_eq!(
+        kinds,
+        ["Delayed", "DryRunRejected", "Passed", "Rejected", "Skipped"],
+        "the trace covers every verdict"
+    );
+}
