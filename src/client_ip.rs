@@ -110,16 +110,61 @@ fn parse_hop(raw: &[u8]) -> Option<IpAddr> {
         return Some(canonical(ip));
     }
     if let Some(rest) = s.strip_prefix('[') {
-        return rest.split_once(']')?.0.parse().ok().map(canonical);
+        // `[v6]` or `[v6]:port`, with a port that is a port: anything else after the bracket
+        // makes the hop unreadable, where nginx's realip stops too.
+        let (ip, after) = rest.split_once(']')?;
+        if !after.is_empty() {
+            port(after.strip_prefix(':')?)?;
+        }
+        return ip
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|ip| canonical(IpAddr::V6(ip)));
     }
-    let (host, port) = s.rsplit_once(':')?;
-    port.parse::<u16>().ok()?;
+    let (host, p) = s.rsplit_once(':')?;
+    port(p)?;
     host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// A port as `SocketAddr` reads one: decimal digits only (no sign), at most 65535.
+fn port(p: &str) -> Option<u16> {
+    if p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    p.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `fuzz/fuzz_targets/forwarded_for.rs`: a bracketed address followed by garbage
+    /// was read as the address; a signed port was a port. Both now end the walk, as in nginx.
+    #[test]
+    fn a_hop_with_a_bad_port_is_unreadable() {
+        for bad in [
+            "[2001:db8::1]:\u{3}\0.0.2",
+            "[2001:db8::1]x",
+            "[2001:db8::1]:",
+            "[2001:db8::1]:+443",
+            "192.0.2.1:+443",
+            "192.0.2.1:65536",
+        ] {
+            assert_eq!(parse_hop(bad.as_bytes()), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_hop(b"[2001:db8::1]:443"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_hop(b"[2001:db8::1]"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_hop(b"192.0.2.1:80"),
+            Some("192.0.2.1".parse().unwrap())
+        );
+    }
 
     #[test]
     fn write_ip_writes_what_display_writes() {

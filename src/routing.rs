@@ -223,6 +223,8 @@ pub enum BadPath {
     AboveRoot,
     /// A `%` not followed by two hex digits.
     BadEscape,
+    /// A request target that is not a path (`*`, an authority): nginx answers these 400 too.
+    NotAPath,
 }
 
 impl BadPath {
@@ -233,6 +235,7 @@ impl BadPath {
             BadPath::EncodedNul => "the path has an encoded NUL (%00)",
             BadPath::AboveRoot => "the path has a '..' segment above the root",
             BadPath::BadEscape => "the path has a '%' not followed by two hex digits",
+            BadPath::NotAPath => "the request target is not a path starting with '/'",
         }
     }
 }
@@ -243,16 +246,21 @@ impl BadPath {
 /// every request) is returned as it is, without allocating.
 pub fn normalize_path(raw: &str) -> Result<std::borrow::Cow<'_, str>, BadPath> {
     let b = raw.as_bytes();
+    if b.first() != Some(&b'/') {
+        return Err(BadPath::NotAPath);
+    }
     let plain = !b.contains(&b'%') && !b.windows(2).any(|w| w == b"//" || w == b"/.");
     if plain {
         return Ok(std::borrow::Cow::Borrowed(raw));
     }
     // Decode what is unreserved, then walk the segments.
-    let mut decoded = String::with_capacity(raw.len());
+    // Bytes, not chars: a UTF-8 character's bytes are copied as they are, and every decoded
+    // byte is ASCII, so `decoded` stays UTF-8.
+    let mut decoded: Vec<u8> = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] != b'%' {
-            decoded.push(b[i] as char);
+            decoded.push(b[i]);
             i += 1;
             continue;
         }
@@ -267,14 +275,19 @@ pub fn normalize_path(raw: &str) -> Result<std::borrow::Cow<'_, str>, BadPath> {
         match c {
             b'/' => return Err(BadPath::EncodedSlash),
             0 => return Err(BadPath::EncodedNul),
-            c if c.is_ascii_alphanumeric() || b"-._~".contains(&c) => decoded.push(c as char),
+            c if c.is_ascii_alphanumeric() || b"-._~".contains(&c) => decoded.push(c),
             c => {
-                decoded.push('%');
-                decoded.push_str(&format!("{c:02X}"));
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                decoded.extend_from_slice(&[
+                    b'%',
+                    HEX[usize::from(c >> 4)],
+                    HEX[usize::from(c & 15)],
+                ]);
             }
         }
         i += 3;
     }
+    let decoded = String::from_utf8(decoded).expect("UTF-8 in, ASCII decoded: UTF-8 out");
     let mut segments: Vec<&str> = Vec::new();
     let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
     for seg in decoded.split('/').filter(|s| !s.is_empty()) {
@@ -383,6 +396,22 @@ mod tests {
         assert_eq!(n("/a/%2e%2e/%2e%2e/b"), Err(BadPath::AboveRoot));
         assert_eq!(n("/a%4"), Err(BadPath::BadEscape));
         assert_eq!(n("/a%zz"), Err(BadPath::BadEscape));
+    }
+
+    /// Found by `fuzz/fuzz_targets/normalize_path.rs`: a target that is not a path (empty, `*`)
+    /// came back as it was, and a UTF-8 character in a path that needed work came back as its
+    /// bytes read as Latin-1 (`é` as `Ã©`), so no route written in UTF-8 could match it.
+    #[test]
+    fn only_paths_normalize_and_utf8_survives() {
+        let n = |p: &str| normalize_path(p).map(|c| c.into_owned());
+        for not_a_path in ["", "*", "example.com:443", "a/b"] {
+            assert_eq!(n(not_a_path), Err(BadPath::NotAPath), "{not_a_path:?}");
+        }
+        assert_eq!(
+            n("/caf\u{e9}//men\u{fc}/%41").unwrap(),
+            "/caf\u{e9}/men\u{fc}/A"
+        );
+        assert_eq!(n("/\u{1f600}/./x").unwrap(), "/\u{1f600}/x");
     }
 
     #[test]

@@ -281,7 +281,8 @@ pub const INVALID_TAG: &str = "invalid";
 pub struct Tag {
     /// URL-decoded, trimmed, lower-cased; or [`INVALID_TAG`].
     pub value: String,
-    /// As sent, cut to [`MAX_TAG_LEN`] bytes: what logs show of an invalid or unregistered tag.
+    /// As sent (invalid UTF-8 shown as U+FFFD), cut to at most [`MAX_TAG_LEN`] bytes: what logs
+    /// show of an invalid or unregistered tag.
     pub raw: String,
 }
 
@@ -311,9 +312,17 @@ fn decode_tag(raw: &[u8], from_query: bool) -> Option<String> {
 pub fn read_tag(c: &Campaigns, req: &RequestHeader) -> Option<Tag> {
     c.tag_sources.iter().find_map(|src| {
         let raw = keys::value(src, req)?;
+        // Cut after the lossy conversion, at a character boundary: a U+FFFD for each invalid
+        // byte takes three, so cutting the bytes first could still show 192.
         let shown = |r: &[u8]| {
             let r = &r[..r.len().min(MAX_TAG_LEN)];
-            String::from_utf8_lossy(r).into_owned()
+            let mut s = String::from_utf8_lossy(r).into_owned();
+            let mut end = s.len().min(MAX_TAG_LEN);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+            s
         };
         match decode_tag(raw, matches!(src, KeySource::Query(_))) {
             Some(t) if t.is_empty() => None,

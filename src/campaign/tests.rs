@@ -275,3 +275,19 @@ fn an_overlong_or_unprintable_tag_counts_as_invalid_and_is_kept_cut() {
     assert_eq!(got.tag.value, INVALID_TAG);
     assert_eq!(got.tag.raw, "z".repeat(MAX_TAG_LEN));
 }
+
+/// Found by `fuzz/fuzz_targets/campaign_tag.rs`: the raw tag logs show was cut to 64 bytes
+/// before invalid UTF-8 became U+FFFD (three bytes each), so it could reach 192 bytes.
+#[test]
+fn the_raw_tag_shown_stays_within_64_bytes_whatever_its_bytes() {
+    let c = campaigns(UnregisteredAction::Pass);
+    let mut cookie = b"sid=1; utm_campaign=%0d%0a".to_vec();
+    cookie.extend([0xff; 36]);
+    let mut r = RequestHeader::build("POST", b"/p", None).unwrap();
+    r.append_header("cookie", http::HeaderValue::from_bytes(&cookie).unwrap())
+        .unwrap();
+    let tag = read_tag(&c, &r).expect("a tag");
+    assert_eq!(tag.value, INVALID_TAG);
+    assert!(tag.raw.len() <= MAX_TAG_LEN, "{} bytes", tag.raw.len());
+    assert!(tag.raw.starts_with("%0d%0a\u{fffd}"), "{:?}", tag.raw);
+}
