@@ -1,4 +1,5 @@
-//! The admin listener: `/metrics`, `/-/healthy`, `/-/ready`, `/-/config`, `POST /-/reload`.
+//! The admin listener: `/metrics`, `/-/healthy`, `/-/ready`, `/-/config`, `POST /-/reload`,
+//! and the incident console's page and JSON ([`crate::console`]).
 //!
 //! It runs as its own Pingora service on `admin_listen` (loopback by default), never on a
 //! public listener.
@@ -156,10 +157,12 @@ impl ServeHttp for Admin {
         let allowed = match path.as_str() {
             "/metrics" | "/-/healthy" | "/-/ready" | "/-/config" => Method::GET,
             "/-/reload" => Method::POST,
+            p if crate::console::serves(p) => Method::GET,
             _ => {
                 return text(
                     StatusCode::NOT_FOUND,
-                    "not found: try /metrics, /-/healthy, /-/ready, /-/config, POST /-/reload\n",
+                    "not found: try / (the console), /-/status, /-/limits, /metrics, /-/healthy, \
+                     /-/ready, /-/config, POST /-/reload\n",
                 );
             }
         };
@@ -190,6 +193,7 @@ impl ServeHttp for Admin {
                 }
             }
             "/-/config" => json_reply(StatusCode::OK, self.config_json()),
+            p if crate::console::serves(p) => crate::console::respond(&self.state, p),
             _ => self.reload(session).await,
         }
     }

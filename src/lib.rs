@@ -20,6 +20,7 @@
 //! | [`proxy`] | `impl ProxyHttp`: thin dispatch |
 //! | [`answers`] | responses Seawall writes itself (404, 502, 503, 504) |
 //! | [`admin`] | `/metrics`, `/-/healthy`, `/-/ready`, `/-/config`, `POST /-/reload` |
+//! | [`console`] | the incident console (`GET /`), `/-/status`, `/-/limits`: top rejected keys, ten minutes of history |
 //! | [`reload`] | load, validate, swap or keep the old config |
 //! | [`watch`] | reload triggers: file changes (notify) and SIGHUP |
 //! | [`diff`] | what a reload changed; upstream pools it keeps |
@@ -49,6 +50,7 @@ pub mod answers;
 pub mod campaign;
 pub mod client_ip;
 pub mod config;
+pub mod console;
 pub mod csp;
 pub mod demo;
 pub mod diff;

@@ -200,7 +200,7 @@ impl BackgroundService for HealthChecks {
     }
 }
 
-/// Every second: the tracked-keys gauges and campaign rates; every ten: forget drained idle keys
+/// Every second: the tracked-keys gauges, campaign rates and the console's history; every ten: forget drained idle keys
 /// (nginx's expiry).
 struct LimiterUpkeep {
     state: Arc<State>,
@@ -220,6 +220,7 @@ impl BackgroundService for LimiterUpkeep {
                     let snap = self.state.snapshot.load_full();
                     crate::limits::registry::maintain(&snap, MonotonicClock.now_ms(), n.is_multiple_of(10));
                     self.state.campaigns.tick(&snap.campaigns, &self.state.metrics);
+                    self.state.console.tick(&self.state.metrics, &snap);
                 }
             }
         }

@@ -56,6 +56,8 @@ pub struct State {
     pub report_hosts: crate::csp::report::HostLabels,
     /// Last time (ms) a violation was logged: one sample line per second at most.
     pub last_report_log: std::sync::atomic::AtomicU64,
+    /// The incident console's history and start time.
+    pub console: crate::console::Console,
 }
 
 /// Reports accepted per client: 10 per second with a burst of 50 (a page with many blocked
@@ -100,6 +102,7 @@ impl State {
             report_limiter: crate::limits::limiter::Limiter::new(REPORT_RATE),
             report_hosts: Default::default(),
             last_report_log: Default::default(),
+            console: Default::default(),
         })
     }
 

@@ -16,6 +16,7 @@ use prometheus::{IntCounter, IntGauge};
 
 use super::LimitSpec;
 use super::limiter::{Limiter, Params};
+use crate::console::topk::RejectedKeys;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
@@ -51,6 +52,8 @@ pub struct BoundLimit {
     /// Last time (ms) a dry-run reject was logged: at most one line per second per limit.
     pub last_dry_run_log: AtomicU64,
     pub dry_run_suppressed: AtomicU64,
+    /// The keys this limit rejects most, for the console; kept across reloads like `limiter`.
+    pub rejected_keys: Arc<RejectedKeys>,
 }
 
 impl BoundLimit {
@@ -76,6 +79,7 @@ impl BoundLimit {
 #[derive(Default)]
 pub struct Registry {
     limiters: Mutex<HashMap<Identity, Arc<Limiter>>>,
+    rejected_keys: Mutex<HashMap<Identity, Arc<RejectedKeys>>>,
 }
 
 impl Registry {
@@ -101,6 +105,7 @@ impl Registry {
             limit: spec.name.clone(),
             key: spec.key.to_string(),
         };
+        let rejected_keys = self.rejected_keys.lock().entry(id.clone()).or_default().clone();
         let limiter = self.limiter(id, spec);
         let counter = |d: &'static str| {
             metrics
@@ -123,6 +128,7 @@ impl Registry {
             limiter,
             last_dry_run_log: AtomicU64::new(0),
             dry_run_suppressed: AtomicU64::new(0),
+            rejected_keys,
         }
     }
 
@@ -161,6 +167,7 @@ impl Registry {
             note(&scope, spec);
         }
         self.limiters.lock().retain(|id, _| live.contains(id));
+        self.rejected_keys.lock().retain(|id, _| live.contains(id));
         // Series of removed limits would otherwise report their last value forever.
         for label_set in stale_series(&live, metrics) {
             let _ = metrics

@@ -70,6 +70,22 @@ fn log_dry_run(b: &BoundLimit, route: &str, client: IpAddr, now_ms: u64, retry_a
     );
 }
 
+/// Count a rejected key for the console's top list; its text is built only if it enters it.
+fn note_rejected(
+    b: &BoundLimit,
+    dry_run: bool,
+    key: Option<u64>,
+    req: &RequestHeader,
+    client: IpAddr,
+    now_ms: u64,
+) {
+    if let Some(hash) = key {
+        b.rejected_keys.offer(dry_run, hash, now_ms, |out| {
+            crate::console::key_text::write(&b.spec.key, req, client, out)
+        });
+    }
+}
+
 /// Apply `bound` (a campaign's limit first, if any, then the route's) to a request.
 pub fn apply(
     route: &str,
@@ -109,9 +125,13 @@ pub fn apply(
                     tightest = Some((i, r, t));
                 }
             }
-            Verdict::Rejected { .. } => b.counters.rejected.inc(),
+            Verdict::Rejected { .. } => {
+                b.counters.rejected.inc();
+                note_rejected(b, false, checks[i].key, req, client, now_ms);
+            }
             Verdict::DryRunRejected { retry_after_ms } => {
                 b.counters.dry_run_rejected.inc();
+                note_rejected(b, true, checks[i].key, req, client, now_ms);
                 log_dry_run(b, route, client, now_ms, retry_after_ms);
             }
             Verdict::Skipped | Verdict::NotReached => {}
