@@ -23,7 +23,13 @@ pub const LATENCY_BUCKETS: usize = 16;
 /// Status classes counted apart, in this order.
 pub const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
 /// Rate-limit decisions, in the order of `seawall_ratelimit_decisions_total`'s `decision`.
-pub const DECISIONS: [&str; 5] = ["passed", "delayed", "rejected", "dry_run_rejected", "exempt"];
+pub const DECISIONS: [&str; 5] = [
+    "passed",
+    "delayed",
+    "rejected",
+    "dry_run_rejected",
+    "exempt",
+];
 
 /// A limit's identity in the console: its scope (route name, or "campaign") and its name.
 pub type LimitId = (Arc<str>, Arc<str>);
@@ -140,7 +146,10 @@ impl History {
         }
         let mut routes = BTreeMap::new();
         for (name, now) in &sample.routes {
-            let before = self.prev_routes.insert(name.clone(), *now).unwrap_or_default();
+            let before = self
+                .prev_routes
+                .insert(name.clone(), *now)
+                .unwrap_or_default();
             let mut s = RouteSecond {
                 requests: delta(now.requests, before.requests),
                 ..RouteSecond::default()
@@ -151,17 +160,17 @@ impl History {
             for i in 0..LATENCY_BUCKETS {
                 s.latency[i] = delta(now.latency[i], before.latency[i]);
             }
-            let mut ring = self
-                .routes
-                .remove(name)
-                .unwrap_or_else(|| Ring::new(t));
+            let mut ring = self.routes.remove(name).unwrap_or_else(|| Ring::new(t));
             ring.put(t, s);
             routes.insert(name.clone(), ring);
         }
         self.routes = routes;
         let mut limits = BTreeMap::new();
         for (id, now) in &sample.limits {
-            let before = self.prev_limits.insert(id.clone(), *now).unwrap_or_default();
+            let before = self
+                .prev_limits
+                .insert(id.clone(), *now)
+                .unwrap_or_default();
             let d = std::array::from_fn(|i| delta(now[i], before[i]));
             let mut ring = self.limits.remove(id).unwrap_or_else(|| Ring::new(t));
             ring.put(t, d);

@@ -70,7 +70,10 @@ fn the_ring_keeps_exactly_the_last_ten_minutes() {
     }
     let v = h.route("a", 10, 60).unwrap();
     assert_eq!(v.series.len(), SLOTS);
-    assert!(v.series.iter().all(|&n| n == 1), "older seconds were overwritten");
+    assert!(
+        v.series.iter().all(|&n| n == 1),
+        "older seconds were overwritten"
+    );
     assert_eq!(h.seconds(), 700);
 }
 
@@ -110,14 +113,24 @@ fn quantile_edges() {
 fn a_route_removed_and_added_back_shows_no_false_spike() {
     let mut h = History::default();
     let mut t = Totals::default();
-    h.record(&sample(&[("a", t.add(1_000, 0, 0)), ("b", RouteTotals::default())]));
+    h.record(&sample(&[
+        ("a", t.add(1_000, 0, 0)),
+        ("b", RouteTotals::default()),
+    ]));
     // A reload removes "a": its series goes.
     h.record(&sample(&[("b", RouteTotals::default())]));
     assert!(h.route("a", 10, 60).is_none());
     // Back, with requests that arrived while it was gone counted in Prometheus already.
-    h.record(&sample(&[("a", t.add(3, 0, 0)), ("b", RouteTotals::default())]));
+    h.record(&sample(&[
+        ("a", t.add(3, 0, 0)),
+        ("b", RouteTotals::default()),
+    ]));
     let v = h.route("a", 10, 60).unwrap();
-    assert_eq!(v.series, [3], "a series born by a reload starts with its first second");
+    assert_eq!(
+        v.series,
+        [3],
+        "a series born by a reload starts with its first second"
+    );
 }
 
 #[test]

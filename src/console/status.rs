@@ -152,7 +152,11 @@ fn upstreams(snap: &Snapshot) -> Vec<Value> {
         .collect()
 }
 
-fn limit_head(id: &LimitId, campaign: Option<&str>, b: &BoundLimit) -> serde_json::Map<String, Value> {
+fn limit_head(
+    id: &LimitId,
+    campaign: Option<&str>,
+    b: &BoundLimit,
+) -> serde_json::Map<String, Value> {
     let s = &b.spec;
     let v = json!({
         "scope": &*id.0,
@@ -181,13 +185,24 @@ fn limits(snap: &Snapshot, h: &History, now_ms: u64) -> Vec<Value> {
             let per_s: serde_json::Map<String, Value> = DECISIONS
                 .iter()
                 .enumerate()
-                .map(|(i, d)| (d.to_string(), json!(r3(view.as_ref().map_or(0.0, |v| v.per_s[i])))))
+                .map(|(i, d)| {
+                    (
+                        d.to_string(),
+                        json!(r3(view.as_ref().map_or(0.0, |v| v.per_s[i]))),
+                    )
+                })
                 .collect();
             m.insert("per_s".into(), per_s.into());
-            m.insert("rate_span_s".into(), json!(view.as_ref().map_or(0, |v| v.span_s)));
+            m.insert(
+                "rate_span_s".into(),
+                json!(view.as_ref().map_or(0, |v| v.span_s)),
+            );
             m.insert("tracked_keys".into(), json!(b.tracked.get()));
             m.insert("max_keys".into(), json!(b.spec.max_keys.get()));
-            m.insert("top_rejected".into(), json!(b.rejected_keys.top(false, now_ms, TOP)));
+            m.insert(
+                "top_rejected".into(),
+                json!(b.rejected_keys.top(false, now_ms, TOP)),
+            );
             m.insert(
                 "top_dry_run_rejected".into(),
                 json!(b.rejected_keys.top(true, now_ms, TOP)),
@@ -301,13 +316,15 @@ fn csp(state: &State, h: &History) -> Value {
             };
             let n = m.get_counter().value() as u64;
             total += n;
-            let row = rows.entry((get("policy"), get("blocked_host"))).or_default();
+            let row = rows
+                .entry((get("policy"), get("blocked_host")))
+                .or_default();
             row.0 += n;
             row.1.push(get("directive"));
         }
     }
     let mut rows: Vec<_> = rows.into_iter().collect();
-    rows.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1.0));
     let series = h.csp();
     json!({
         "total": total,
@@ -357,7 +374,10 @@ pub fn limits_only(state: &State, now_ms: u64) -> Value {
         .into_iter()
         .map(|(id, campaign, b)| {
             let mut m = limit_head(&id, campaign, b);
-            m.insert("rejected".into(), json!(b.rejected_keys.top(false, now_ms, TOP)));
+            m.insert(
+                "rejected".into(),
+                json!(b.rejected_keys.top(false, now_ms, TOP)),
+            );
             m.insert(
                 "dry_run_rejected".into(),
                 json!(b.rejected_keys.top(true, now_ms, TOP)),

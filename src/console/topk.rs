@@ -187,12 +187,20 @@ impl RejectedKeys {
     /// Count one rejection of the key hashed `hash`; `text` writes its display form and is
     /// called only when the key takes a counter.
     pub fn offer(&self, dry_run: bool, hash: u64, now_ms: u64, text: impl FnOnce(&mut String)) {
-        let w = if dry_run { &self.dry_run } else { &self.rejected };
+        let w = if dry_run {
+            &self.dry_run
+        } else {
+            &self.rejected
+        };
         w.lock().offer(now_ms, hash, text);
     }
 
     pub fn top(&self, dry_run: bool, now_ms: u64, n: usize) -> Vec<TopKey> {
-        let w = if dry_run { &self.dry_run } else { &self.rejected };
+        let w = if dry_run {
+            &self.dry_run
+        } else {
+            &self.rejected
+        };
         w.lock().top(now_ms, n)
     }
 }

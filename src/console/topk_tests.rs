@@ -113,7 +113,10 @@ fn spraying_new_keys_cannot_push_out_a_key_above_n_over_k() {
         }
     }
     let top = w.top(0, TOP);
-    let v = top.iter().find(|t| t.key == "k7").expect("the victim key is listed");
+    let v = top
+        .iter()
+        .find(|t| t.key == "k7")
+        .expect("the victim key is listed");
     assert_bounds(v, victim);
 }
 
@@ -138,7 +141,12 @@ fn the_window_forgets_after_a_minute() {
     for _ in 0..3 {
         offer(&mut w, 30_000, 2);
     }
-    let keys = |w: &Window, now| w.top(now, TOP).into_iter().map(|t| t.key).collect::<Vec<_>>();
+    let keys = |w: &Window, now| {
+        w.top(now, TOP)
+            .into_iter()
+            .map(|t| t.key)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(keys(&w, 59_999), ["k1", "k2"]);
     assert_eq!(keys(&w, 60_000), ["k2"], "the first bucket left the window");
     // A rejection landing in the old bucket's slot starts it afresh.

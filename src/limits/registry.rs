@@ -105,7 +105,12 @@ impl Registry {
             limit: spec.name.clone(),
             key: spec.key.to_string(),
         };
-        let rejected_keys = self.rejected_keys.lock().entry(id.clone()).or_default().clone();
+        let rejected_keys = self
+            .rejected_keys
+            .lock()
+            .entry(id.clone())
+            .or_default()
+            .clone();
         let limiter = self.limiter(id, spec);
         let counter = |d: &'static str| {
             metrics

@@ -1,9 +1,9 @@
 // Seawall incident console: reads /-/status every second and draws it.
 //
-// Served under `script-src 'self'; style-src 'self'`: no inline script, no eval, no style
-// attributes (widths go through the CSSOM, which the policy allows), and no innerHTML: every
-// string in /-/status may be a client's input (rejected keys, campaign tags, blocked hosts), so
-// text only ever reaches the page as textContent.
+// Served under `script-src 'self'; style-src 'self'`: no inline script, no code from strings, no style
+// attributes (widths go through the CSSOM, which the policy allows), and no string is ever parsed
+// as HTML: every string in /-/status may be a client's input (rejected keys, campaign tags,
+// blocked hosts), so it reaches the page as textContent only.
 'use strict';
 
 (function () {
