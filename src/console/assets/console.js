@@ -282,13 +282,13 @@
         rps > 0 ? errShare.toFixed(errShare < 10 ? 1 : 0) + '% of requests' : 'no traffic',
         e5 === 0 ? 'ok' : errShare > 1 ? 'bad' : 'warn'),
       tile('limited', 'Rate-limited', fmtRate(rejected), '/s',
-        worstLimit ? 'mostly ' + worstLimit.scope + ' / ' + worstLimit.name
+        worstLimit ? 'mostly ' + (worstLimit.campaign ? worstLimit.name : worstLimit.scope + ' / ' + worstLimit.name)
           : dry > 0 ? fmtRate(dry) + '/s would be (dry run)' : 'no limit is rejecting',
         rejected > 0 ? 'warn' : 'ok', sumSeries(s.limits.map((l) => l.rejected_series)), 'red'),
       tile('campaigns', 'Campaign load',
         hottest ? fmtRatio(hottest.ratio) : busiest && busiest.observed_rps > 0 ? fmtRate(busiest.observed_rps) : '–',
         hottest ? 'of plan' : busiest && busiest.observed_rps > 0 ? '/s' : '',
-        hottest ? hottest.name + ': ' + fmtRate(hottest.observed_rps) + ' vs ' + fmtRate(hottest.expected_peak_rps) + ' r/s planned'
+        hottest ? hottest.name + ' ' + fmtRate(hottest.observed_rps) + ' / ' + fmtRate(hottest.expected_peak_rps) + ' r/s'
           : busiest && busiest.observed_rps > 0 ? busiest.name : s.campaigns.length ? 'no campaign traffic' : 'no campaigns configured',
         hottest ? level(hottest.ratio) : ''),
       tile('upstreams', 'Healthy servers', healthy + ' / ' + servers, '',
@@ -317,14 +317,14 @@
       tr.dataset.route = r.name;
       const busy = r.series.some((n) => n > 0);
       if (!busy) tr.className = 'quiet';
-      tr.append(td(r.matched ? r.name : '(no route matched)', 'name'));
+      tr.append(td(r.matched ? r.name : '(no route)', 'name'));
       const up = el('td');
       if (r.upstream) {
         up.append(document.createTextNode(r.upstream));
         const kind = r.healthy_servers === 0 ? 'bad' : r.healthy_servers < r.servers ? 'warn' : 'ok';
         up.append(badge(r.healthy_servers + '/' + r.servers + ' up', kind));
       } else {
-        up.append(el('span', 'dim', '404 from Seawall'));
+        up.append(el('span', 'dim', 'answered by Seawall (404, CSP reports)'));
       }
       tr.append(up);
       tr.append(td(fmtRate(r.rps), 'num c-rps'));
@@ -390,14 +390,15 @@
     const card = el('div', 'card' + (biting ? ' biting' : ''));
     card.dataset.limit = l.scope + '/' + l.name;
     const head = el('div', 'card-head');
-    head.append(el('span', 'scope', l.campaign ? 'campaign ' + l.campaign + ' ·' : l.scope + ' ·'));
+    const owner = !l.campaign ? l.scope : l.name.includes(l.campaign) ? 'campaign' : 'campaign ' + l.campaign;
+    head.append(el('span', 'scope', owner + ' ·'));
     head.append(el('span', 'title', l.name));
     head.append(badge('key ' + l.key, 'info'));
     if (l.dry_run) head.append(badge('dry run', 'warn'));
     if (biting) head.append(badge('rejecting', 'bad'));
     card.append(head);
     card.append(el('div', 'spec', l.rate + ' · burst ' + l.burst + (l.nodelay ? ' · nodelay' : '') +
-      ' · answers ' + l.status + ' · ' + fmtCount(l.tracked_keys) + ' / ' + fmtCount(l.max_keys) + ' keys tracked'));
+      ' · answers ' + l.status));
 
     const row = el('div', 'row');
     const big = withUnit(fmtRate(l.per_s.rejected), 'rejected/s', 'big' + (biting ? ' hot' : ''));
@@ -424,6 +425,10 @@
     row.append(dec);
     card.append(row);
     card.append(spark(l.rejected_series, { cls: 'red wide' }));
+    const tracked = el('div', 'spark-legend');
+    tracked.append(el('span', null, 'rejected/s, last 10 min'),
+      el('span', null, fmtCount(l.tracked_keys) + ' of ' + fmtCount(l.max_keys) + ' keys tracked'));
+    card.append(tracked);
     if (l.top_rejected.length) {
       card.append(keysTable(l.top_rejected, 'Rejected most, last 60 s', false));
     } else {
