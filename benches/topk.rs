@@ -9,6 +9,10 @@
 //!   the scan misses, the smallest counter is found and taken over, and the key's text (an IPv4
 //!   address) is written into the evicted key's buffer.
 //!
+//! Measured on the shared 2-core machine (load average ~5 during the run, so upper figures):
+//! `tracked_key` 27 ns, `new_key_full_table` 400 ns per offer. A rejected request costs the
+//! proxy tens of microseconds besides, so even a flood of one-off keys adds about 1%.
+//!
 //! Time moves 1 ms per 64 offers, so buckets rotate as in a long run. Under `cargo test
 //! --benches` criterion runs each benchmark once.
 

@@ -200,8 +200,8 @@ impl BackgroundService for HealthChecks {
     }
 }
 
-/// Every second: the tracked-keys gauges, campaign rates and the console's history; every ten: forget drained idle keys
-/// (nginx's expiry).
+/// Every second: the tracked-keys gauges, campaign rates and the console's history; every
+/// ten: forget drained idle keys (nginx's expiry).
 struct LimiterUpkeep {
     state: Arc<State>,
 }

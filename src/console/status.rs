@@ -107,7 +107,7 @@ fn routes(snap: &Snapshot, h: &History) -> Vec<Value> {
         let Some(v) = h.route(name, RATE_SPAN_S, WINDOW_S) else {
             continue;
         };
-        // Requests no route matched are shown only when there were some.
+        // Requests without a route (no match, CSP reports) are shown only when there were some.
         if route.is_none() && v.series.iter().all(|&n| n == 0) {
             continue;
         }
