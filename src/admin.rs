@@ -1,4 +1,5 @@
-//! The admin listener: `/metrics`, `/-/healthy`, `/-/ready`, `/-/config`, `POST /-/reload`.
+//! The admin listener: `/metrics`, `/-/healthy`, `/-/ready`, `/-/config`, `POST /-/reload`,
+//! and the incident console's page and JSON ([`crate::console`]).
 //!
 //! It runs as its own Pingora service on `admin_listen` (loopback by default), never on a
 //! public listener.
@@ -47,7 +48,8 @@ fn json_reply(status: StatusCode, v: serde_json::Value) -> Response<Vec<u8>> {
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error(
-        "not found: try /metrics, /-/healthy, /-/ready, /-/config, /-/queues, POST /-/reload, \
+        "not found: try / (the console), /-/status, /-/limits, /metrics, /-/healthy, /-/ready, \
+         /-/config, /-/queues, POST /-/reload, \
          POST /-/canary/ROUTE/rollback, /-/queues/NAME/dead, POST /-/queues/NAME/pause, \
          /resume, /dead/redrive"
     )]
@@ -56,6 +58,11 @@ pub enum AdminError {
     MethodNotAllowed(Method),
     #[error("a valid Authorization: Bearer token is required")]
     Unauthorized,
+    #[error(
+        "a POST from a page of another origin ({0}) is refused: the admin API takes POSTs from \
+         its own console or from clients that send no Origin (curl)"
+    )]
+    CrossOrigin(String),
     #[error("reload rejected")]
     Reload(#[from] crate::reload::ReloadError),
     #[error("reload failed: {0}")]
@@ -76,6 +83,7 @@ impl AdminError {
                 text(StatusCode::METHOD_NOT_ALLOWED, &format!("{self}\n"))
             }
             AdminError::Unauthorized => text(StatusCode::UNAUTHORIZED, &format!("{self}\n")),
+            AdminError::CrossOrigin(_) => text(StatusCode::FORBIDDEN, &format!("{self}\n")),
             AdminError::Internal(_) => {
                 text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{self}\n"))
             }
@@ -113,6 +121,30 @@ fn authorize(session: &ServerSession, token: Option<&str>) -> Result<(), AdminEr
     }
 }
 
+/// A browser sends `Origin` with every cross-origin POST, and a page anywhere on the web can
+/// send one to a loopback admin listener without a preflight (a "simple" request). So a POST
+/// whose `Origin` is not this listener's own (`Host`) is refused, whether or not a token is
+/// configured: the console's own POSTs carry its origin, curl and scripts send none.
+fn same_origin(session: &ServerSession) -> Result<(), AdminError> {
+    let req = session.req_header();
+    let Some(origin) = req.headers.get(http::header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("?");
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    match authority {
+        Some(a) if !host.is_empty() && a.eq_ignore_ascii_case(host) => Ok(()),
+        _ => Err(AdminError::CrossOrigin(origin.to_string())),
+    }
+}
+
 impl Admin {
     async fn reload(&self) -> Result<Response<Vec<u8>>, AdminError> {
         let state = self.state.clone();
@@ -143,6 +175,9 @@ impl Admin {
                 .uri
                 .query()
                 .is_some_and(|q| q.split('&').any(|p| p == "body=1" || p == "body=true"));
+        if allowed == Method::POST {
+            same_origin(session)?;
+        }
         if allowed == Method::POST || with_bodies {
             authorize(session, self.state.snapshot.load().admin_token.as_deref())?;
         }
@@ -182,6 +217,7 @@ impl Admin {
             Endpoint::QueuePause(q) => queue_reply(self.state.queues.pause(q)),
             Endpoint::QueueResume(q) => queue_reply(self.state.queues.resume(q)),
             Endpoint::QueueRedrive(q) => queue_reply(self.state.queues.redrive(q).await),
+            Endpoint::Console(p) => crate::console::respond(&self.state, p).await,
         })
     }
 
@@ -239,6 +275,8 @@ enum Endpoint<'a> {
     QueuePause(&'a str),
     QueueResume(&'a str),
     QueueRedrive(&'a str),
+    /// The console's page, its assets, `/-/status` and `/-/limits` ([`crate::console`]).
+    Console(&'a str),
 }
 
 impl<'a> Endpoint<'a> {
@@ -250,6 +288,7 @@ impl<'a> Endpoint<'a> {
             "/-/config" => Endpoint::Config,
             "/-/reload" => Endpoint::Reload,
             "/-/queues" => Endpoint::Queues,
+            p if crate::console::serves(p) => Endpoint::Console(p),
             _ => {
                 // A name is one path segment.
                 let name = |s: &'a str| (!s.is_empty() && !s.contains('/')).then_some(s);

@@ -274,9 +274,15 @@ pub async fn admit(state: &State, snap: &Snapshot, facts: &Facts<'_>, now: Now) 
                 )
                 .await
                 {
-                    Ok(d) => {
-                        limits::request::outcome(&route.name, &bound, &d, client.ip, now.mono_ms)
-                    }
+                    Ok(d) => limits::request::outcome(
+                        &route.name,
+                        &bound,
+                        &checks,
+                        &d,
+                        req,
+                        client.ip,
+                        now.mono_ms,
+                    ),
                     Err(_) => {
                         // Redis unreachable and on_store_error = "closed".
                         count_campaign(state, &a.campaign);

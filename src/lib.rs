@@ -25,6 +25,7 @@
 //! | [`access_log`] | the JSON access line |
 //! | [`admin`] | `/metrics`, `/-/healthy`, `/-/ready`, `/-/config`, `POST /-/reload` |
 //! | [`config_view`] | the JSON of `/-/config`: the config in force, as compiled |
+//! | [`console`] | the incident console (`GET /`), `/-/status`, `/-/limits`: top rejected keys, ten minutes of history |
 //! | [`reload`] | load, validate, build, swap, or keep the old config |
 //! | [`watch`] | reload triggers: file changes (notify) and SIGHUP |
 //! | [`diff`] | what a reload changed, for the log and `/-/config` |
@@ -82,6 +83,7 @@ pub mod client_ip;
 pub mod client_limits;
 pub mod config;
 pub mod config_view;
+pub mod console;
 pub mod csp;
 pub mod ctx;
 pub mod demo;

@@ -239,7 +239,7 @@ impl BackgroundService for HealthChecks {
 }
 
 /// Every second: the tracked-keys gauges, campaign rates and canary windows (verdicts,
-/// rollbacks, freezes); every ten: forget drained idle keys (nginx's expiry), idle unregistered
+/// rollbacks, freezes), the console's history; every ten: forget drained idle keys (nginx's expiry), idle unregistered
 /// tags and idle CSP host labels.
 struct LimiterUpkeep {
     state: Arc<State>,
@@ -264,6 +264,7 @@ impl BackgroundService for LimiterUpkeep {
                     }
                     self.state.campaigns.tick(&snap.campaigns, &self.state.metrics);
                     self.state.canaries.tick(now, self.state.wall_now());
+                    self.state.console.tick(&self.state.metrics, &snap);
                     if every_ten {
                         self.state.campaigns.prune(now);
                         let gone = self.state.report_hosts.expire(now);

@@ -68,6 +68,8 @@ pub struct State {
     pub report_log: Throttle,
     /// The access log's writer, off the request path.
     pub access_log: crate::access_log::AccessLog,
+    /// The incident console's history and start time.
+    pub console: crate::console::Console,
 }
 
 /// Why the process state could not be set up (a queue's spool that cannot be opened, ...).
@@ -160,6 +162,7 @@ impl State {
             report_hosts: Default::default(),
             report_log: Throttle::default(),
             access_log,
+            console: Default::default(),
         }))
     }
 

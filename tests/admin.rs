@@ -340,3 +340,41 @@ async fn metrics_include_build_process_and_upstream_timing() {
         Some(0.0)
     );
 }
+
+/// Any web page can make a browser POST to a loopback admin listener (a "simple" request
+/// needs no preflight): such a POST carries the page's `Origin` and is refused before it does
+/// anything. The console's own POSTs (same origin) and clients with no `Origin` still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_from_another_origin_is_refused_and_changes_nothing() {
+    let app = TestUpstream::start("app").await;
+    let sw = Kit::new().start(&body_for(&app, "r"));
+    for evil in ["http://evil.example", "null", "http://127.0.0.1:1"] {
+        let r = sw
+            .client
+            .post(sw.admin_url("/-/reload"))
+            .header("origin", evil)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "Origin: {evil}");
+        assert!(r.text().await.unwrap().contains("another origin"));
+    }
+    assert_eq!(sw.state().status().generation, 1, "no reload happened");
+    let own = format!("http://{}", sw.admin);
+    let r = sw
+        .client
+        .post(sw.admin_url("/-/reload"))
+        .header("origin", own)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the console's own origin");
+    let r = sw
+        .client
+        .post(sw.admin_url("/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "no Origin (curl)");
+    assert_eq!(sw.state().status().generation, 3);
+}

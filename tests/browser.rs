@@ -4,17 +4,15 @@
 //! fetched), and the browser's violation report must reach Seawall's collector and show up in
 //! `seawall_csp_violations_total`.
 //!
-//! Needs Debian's `chromium` and `chromium-driver` packages (`/usr/bin/chromium`,
-//! `/usr/bin/chromedriver`; `SEAWALL_CHROMIUM` / `SEAWALL_CHROMEDRIVER` override the paths).
-//! Without them the test is skipped with a note, except under `CI=true`, where it fails.
+//! Needs Debian's `chromium` and `chromium-driver` packages (see `common/webdriver.rs`, which
+//! drives them). Without them the test is skipped with a note, except under `CI=true`.
 
 mod common;
+#[path = "common/webdriver.rs"]
+mod webdriver;
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -22,12 +20,9 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::header;
 use axum::routing::get;
-use base64::Engine;
-use common::{Kit, Seawall, free_addr};
-use serde_json::{Value, json};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+use common::{Kit, Seawall};
+use serde_json::json;
+use webdriver::{Driver, Session, chromium_or_skip};
 
 // ---------------------------------------------------------------------------------------------
 // Test servers: the origin (the shop's HTML page) and the two tag hosts.
@@ -159,189 +154,12 @@ tags = ["approved"]
     )
 }
 
-// ---------------------------------------------------------------------------------------------
-// WebDriver: chromedriver as a child process, spoken to over its W3C HTTP API.
-
-fn browser_paths() -> Option<(PathBuf, PathBuf)> {
-    let chromium = PathBuf::from(std::env::var("SEAWALL_CHROMIUM").unwrap_or(CHROMIUM.into()));
-    let driver =
-        PathBuf::from(std::env::var("SEAWALL_CHROMEDRIVER").unwrap_or(CHROMEDRIVER.into()));
-    (chromium.exists() && driver.exists()).then_some((chromium, driver))
-}
-
-/// chromedriver in its own process group, so that dropping it also ends the Chromium it started.
-struct Driver {
-    child: Child,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Driver {
-    async fn start(path: &Path, log: &Path) -> Driver {
-        let port = free_addr().port();
-        let child = Command::new(path)
-            .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", log.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
-        let driver = Driver {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: common::client(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(r) = driver
-                .http
-                .get(format!("{}/status", driver.base))
-                .send()
-                .await
-                && let Ok(v) = r.json::<Value>().await
-                && v["value"]["ready"] == true
-            {
-                return driver;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver not ready within 15s (log: {})",
-                log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// A W3C command; panics with chromedriver's error text when it fails.
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(
-            status.is_success(),
-            "WebDriver {method} {path} answered {status}: {v}"
-        );
-        v["value"].clone()
-    }
-
-    async fn new_session(&self, chromium: &Path, profile: &Path) -> Session {
-        let args = [
-            "--headless=new".to_string(),
-            "--no-sandbox".into(),
-            "--disable-gpu".into(),
-            "--disable-dev-shm-usage".into(),
-            "--disable-background-networking".into(),
-            "--disable-component-update".into(),
-            "--disable-sync".into(),
-            "--no-first-run".into(),
-            "--no-proxy-server".into(),
-            "--window-size=1000,600".into(),
-            format!("--user-data-dir={}", profile.display()),
-            "--host-resolver-rules=MAP approved.test 127.0.0.1, MAP unapproved.test 127.0.0.1, \
-             MAP shop.test 127.0.0.1"
-                .into(),
-        ];
-        let caps = json!({
-            "capabilities": {
-                "alwaysMatch": {
-                    "browserName": "chrome",
-                    "goog:chromeOptions": {
-                        "binary": chromium.to_str().unwrap(),
-                        "args": args,
-                    }
-                }
-            }
-        });
-        let v = self
-            .call(reqwest::Method::POST, "/session", Some(caps))
-            .await;
-        let id = v["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no sessionId in {v}"))
-            .to_string();
-        Session {
-            base: self.base.clone(),
-            id,
-            deleted: false,
-        }
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // The group id is chromedriver's pid (process_group(0)); Chromium inherits the group.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A browser session; deleted (Chromium closed) on drop if the test did not get to delete it.
-struct Session {
-    base: String,
-    id: String,
-    deleted: bool,
-}
-
-impl Session {
-    fn path(&self, rest: &str) -> String {
-        format!("/session/{}{rest}", self.id)
-    }
-
-    async fn delete(mut self, driver: &Driver) {
-        driver
-            .call(reqwest::Method::DELETE, &self.path(""), None)
-            .await;
-        self.deleted = true;
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        if self.deleted {
-            return;
-        }
-        // Blocking and best effort: a raw DELETE, so no runtime is needed here.
-        let Some(addr) = self.base.strip_prefix("http://") else {
-            return;
-        };
-        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-            let _ = write!(
-                s,
-                "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
-                self.id
-            );
-            let _ = s.read(&mut [0u8; 512]);
-        }
-    }
-}
-
 async fn text_of(driver: &Driver, session: &Session, id: &str) -> String {
-    let v = driver
-        .call(
-            reqwest::Method::POST,
-            &session.path("/execute/sync"),
-            Some(json!({
-                "script": "var e = document.getElementById(arguments[0]); \
-                           return e ? e.textContent : null;",
-                "args": [id],
-            })),
+    let v = session
+        .execute(
+            driver,
+            "var e = document.getElementById(arguments[0]); return e ? e.textContent : null;",
+            json!([id]),
         )
         .await;
     v.as_str()
@@ -367,22 +185,6 @@ enum PolicyFrom {
     Seawall,
     /// The origin's own header; the route says `csp = "off"`, so Seawall passes it through.
     Origin(fn(approved_port: u16) -> String),
-}
-
-fn chromium_or_skip() -> Option<(PathBuf, PathBuf)> {
-    let found = browser_paths();
-    if found.is_none() {
-        let msg = format!(
-            "headless Chromium is not installed ({CHROMIUM}, {CHROMEDRIVER}, or SEAWALL_CHROMIUM / \
-             SEAWALL_CHROMEDRIVER); \
-             install the Debian packages: apt-get install -y chromium chromium-driver"
-        );
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{msg}");
-        }
-        eprintln!("note: skipping the browser test: {msg}");
-    }
-    found
 }
 
 /// Load the page in Chromium through Seawall; check the tags ran or not, take a screenshot
@@ -430,14 +232,14 @@ upstream = "origin"
 
     let driver = Driver::start(&chromedriver, &sw.dir.path().join("chromedriver.log")).await;
     let profile = tempfile::tempdir().expect("profile dir");
-    let session = driver.new_session(&chromium, profile.path()).await;
-    driver
-        .call(
-            reqwest::Method::POST,
-            &session.path("/url"),
-            Some(json!({ "url": page_url })),
-        )
-        .await;
+    let args = [
+        "--window-size=1000,600".to_string(),
+        "--host-resolver-rules=MAP approved.test 127.0.0.1, MAP unapproved.test 127.0.0.1, \
+         MAP shop.test 127.0.0.1"
+            .into(),
+    ];
+    let session = driver.new_session(&chromium, profile.path(), &args).await;
+    session.goto(&driver, &page_url).await;
 
     // Navigation returns after the load event: every classic script has run (or been blocked).
     let ran_approved = text_of(&driver, &session, "approved").await;
@@ -445,12 +247,7 @@ upstream = "origin"
     let page_saw = text_of(&driver, &session, "violations").await;
     eprintln!("approved: {ran_approved:?}, unapproved: {ran_unapproved:?}, page saw: {page_saw:?}");
 
-    let png = driver
-        .call(reqwest::Method::GET, &session.path("/screenshot"), None)
-        .await;
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(png.as_str().expect("the screenshot is a base64 string"))
-        .expect("screenshot base64");
+    let png = session.screenshot(&driver).await;
     let shot_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{shot}.png"));
     std::fs::write(&shot_path, &png).expect("write the screenshot");
     eprintln!("screenshot: {}", shot_path.display());

@@ -16,6 +16,7 @@ use prometheus::{IntCounter, IntGauge};
 
 use super::LimitSpec;
 use super::limiter::{Limiter, Params};
+use crate::console::topk::RejectedKeys;
 use crate::metrics::Metrics;
 
 /// The `route` label and identity scope of campaign limits.
@@ -54,6 +55,8 @@ pub struct BoundLimit {
     /// A `scope = "fleet"` limit: its state in Redis ([`crate::fleet`]). Its local `limiter`
     /// then serves only as the `rate / expected_instances` fallback's sibling, unused.
     pub fleet: Option<Arc<crate::fleet::FleetLimit>>,
+    /// The keys this limit rejects most, for the console; kept across reloads like `limiter`.
+    pub rejected_keys: Arc<RejectedKeys>,
 }
 
 impl BoundLimit {
@@ -79,6 +82,7 @@ impl BoundLimit {
 #[derive(Default)]
 pub struct Registry {
     limiters: Mutex<HashMap<Identity, Arc<Limiter>>>,
+    rejected_keys: Mutex<HashMap<Identity, Arc<RejectedKeys>>>,
 }
 
 impl Registry {
@@ -106,6 +110,12 @@ impl Registry {
             limit: spec.name.clone(),
             key: spec.key.to_string(),
         };
+        let rejected_keys = self
+            .rejected_keys
+            .lock()
+            .entry(identity.clone())
+            .or_default()
+            .clone();
         let limiter = self.limiter(identity.clone(), &spec);
         let counter = |d: &'static str| {
             metrics
@@ -129,6 +139,7 @@ impl Registry {
             spec,
             dry_run_log: Default::default(),
             fleet: None,
+            rejected_keys,
         }
     }
 
@@ -137,6 +148,7 @@ impl Registry {
     pub fn retain<'a>(&self, live: impl Iterator<Item = &'a BoundLimit>, metrics: &Metrics) {
         let live: HashSet<&Identity> = live.map(|b| &b.identity).collect();
         self.limiters.lock().retain(|id, _| live.contains(id));
+        self.rejected_keys.lock().retain(|id, _| live.contains(id));
         crate::metrics::remove_stale(&metrics.ratelimit_tracked_keys, |labels| {
             let (route, limit) = (
                 crate::metrics::label(labels, "route"),

@@ -88,6 +88,22 @@ pub fn keys<'a>(bound: &[&'a BoundLimit], req: &RequestHeader, client: IpAddr) -
         .collect()
 }
 
+/// Count a rejected key for the console's top list; its text is built only if it enters it.
+fn note_rejected(
+    b: &BoundLimit,
+    dry_run: bool,
+    key: Option<u64>,
+    req: &RequestHeader,
+    client: IpAddr,
+    now_ms: u64,
+) {
+    if let Some(hash) = key {
+        b.rejected_keys.offer(dry_run, hash, now_ms, |out| {
+            crate::console::key_text::write(&b.spec.key, req, client, out)
+        });
+    }
+}
+
 /// Apply `bound` (a campaign's limit first, if any, then the route's) to a request, all of them
 /// local: one nginx decision.
 pub fn apply(
@@ -97,8 +113,9 @@ pub fn apply(
     client: IpAddr,
     now_ms: u64,
 ) -> Outcome {
-    let decision = decide(&keys(bound, req, client), now_ms);
-    outcome(route, bound, &decision, client, now_ms)
+    let checks = keys(bound, req, client);
+    let decision = decide(&checks, now_ms);
+    outcome(route, bound, &checks, &decision, req, client, now_ms)
 }
 
 /// What a decision over `bound` means for the request: its metrics, its log lines, the
@@ -106,7 +123,9 @@ pub fn apply(
 pub fn outcome(
     route: &str,
     bound: &[&BoundLimit],
+    checks: &[Check<'_>],
     decision: &Decision,
+    req: &RequestHeader,
     client: IpAddr,
     now_ms: u64,
 ) -> Outcome {
@@ -124,9 +143,13 @@ pub fn outcome(
                     tightest = Some((i, r, t));
                 }
             }
-            Verdict::Rejected { .. } => b.counters.rejected.inc(),
+            Verdict::Rejected { .. } => {
+                b.counters.rejected.inc();
+                note_rejected(b, false, checks[i].key, req, client, now_ms);
+            }
             Verdict::DryRunRejected { retry_after_ms } => {
                 b.counters.dry_run_rejected.inc();
+                note_rejected(b, true, checks[i].key, req, client, now_ms);
                 log_dry_run(b, route, client, now_ms, retry_after_ms);
             }
             Verdict::Skipped | Verdict::NotReached => {}
