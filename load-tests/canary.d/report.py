@@ -63,6 +63,7 @@ def main():
         return 1
     origin = flip if failing else t0
     rel = lambda t: t - origin  # noqa: E731
+    at = lambda t: f"{rel(t):+.2f} s"  # noqa: E731
 
     targets = []
 
@@ -88,6 +89,9 @@ def main():
           f"max {lags[-1] if lags else 0:.1f} ms")
     print(f"canary share {'before the switch ' if failing else ''}{share:.1f}% of requests "
           f"(weight {a.weight:g}), {canary_rate:.1f} r/s")
+    if lag99 > 50:
+        print(f"  WARNING: the generator itself sent late (send lag p99 {lag99:.0f} ms): the "
+              f"machine was busy, latencies (Seawall's included) are not clean")
 
     state = canary["state"] if canary else "absent"
     rb = canary.get("rolled_back") if canary else None
@@ -122,16 +126,19 @@ def main():
                f"canary share {share:.1f}% near the weight {a.weight:g}%")
     else:
         if rb:
-            print(f"rolled back ({rb['trigger']}) at +{rel(rb_at):.2f} s by /-/config "
+            print(f"rolled back ({rb['trigger']}) at {at(rb_at)} by /-/config "
                   f"rolled_back.at; WARN line at "
-                  f"{'+%.2f s' % rel(warn_at) if warn_at else 'missing'}")
+                  f"{at(warn_at) if warn_at else 'missing'}")
             print(f"  reason: {rb['reason']}")
             bad = [ts(l.split()[0]) for l in log if "canary window bad" in l]
             bad = [t for t in bad if t is not None and t >= flip]
             first = bad[0] if bad else rb_at
-            print(f"  the first bad window closed at +{rel(first):.2f} s (so the switch fell "
-                  f"{rel(first):.1f} s before the end of a {a.window_s:g} s window), "
-                  f"{a.bad_windows} bad windows in a row roll back")
+            if rb_at < flip:
+                print("  BEFORE the switch, while the canary was healthy: see the reason")
+            else:
+                print(f"  the first bad window closed at {at(first)} (so the switch fell "
+                      f"{rel(first):.1f} s before the end of a {a.window_s:g} s window), "
+                      f"{a.bad_windows} bad windows in a row roll back")
         else:
             print("NOT rolled back")
         to_canary = on("canary")
@@ -141,7 +148,7 @@ def main():
         late = [r for r in to_canary if r[0] + r[1] / 1000 > cutoff + 0.05]
         if last_sent is not None:
             print(f"client's view: last request answered by the canary sent at "
-                  f"+{rel(last_sent):.2f} s; {len(late)} sent after the rollback")
+                  f"{at(last_sent)}; {len(late)} sent after the rollback")
         acc_last = None
         for line in open(a.access_log):
             try:
@@ -153,10 +160,10 @@ def main():
                 acc_last = t if acc_last is None or t > acc_last else acc_last
         if acc_last:
             print(f"Seawall's view (access log): last request to the canary ended at "
-                  f"+{rel(acc_last):.2f} s")
+                  f"{at(acc_last)}")
         print(f"the canary upstream counted {canary_up['requests']} requests "
               f"({canary_up['by_mode']}), last at "
-              f"{'+%.2f s' % rel(canary_up['last_at']) if canary_up['last_at'] else '-'}; "
+              f"{at(canary_up['last_at']) if canary_up['last_at'] else '-'}; "
               f"stable {stable_up['requests']}")
         if a.variant == "fail":
             spent = sum(err(r) for r in rows if r[0] >= flip)
@@ -175,7 +182,8 @@ def main():
               f"max_error_rate {a.max_error_rate:g} ({a.max_error_rate * canary_rate:.1f} "
               f"errors/s) is never rolled back by the threshold")
         target(rb is not None and rb["trigger"] == "judge", "rolled back by the judge")
-        if rb:
+        target(rb_at is None or rb_at >= flip, "not rolled back before the switch (while healthy)")
+        if rb and rb_at >= flip:
             bound = exposure + 1.0
             target(rel(rb_at) <= bound, f"rolled back {rel(rb_at):.2f} s after the switch, "
                    f"within {a.bad_windows} windows + ticks ({bound:g} s)")
