@@ -81,7 +81,8 @@ def main():
     lags = sorted(r[1] for r in rows)
     lag99 = lags[int(0.99 * (len(lags) - 1))] if lags else 0.0
 
-    what = {"fail": "answers 500", "slow": "answers slowly", "healthy": "stays healthy"}[a.variant]
+    what = {"fail": "answers 500", "slow": "answers slowly", "down": "goes down (exits)",
+            "healthy": "stays healthy"}[a.variant]
     when = f" from t = {flip - t0:.1f} s" if failing else f" for {meta['duration']:.0f} s"
     print(f"-- {a.variant}: the canary {what}{when}")
     print(f"requests: {len(rows)} answered of {int(meta['rate'] * meta['duration'])} due "
@@ -136,9 +137,9 @@ def main():
             if rb_at < flip:
                 print("  BEFORE the switch, while the canary was healthy: see the reason")
             else:
-                print(f"  the first bad window closed at {at(first)} (so the switch fell "
-                      f"{rel(first):.1f} s before the end of a {a.window_s:g} s window), "
-                      f"{a.bad_windows} bad windows in a row roll back")
+                print(f"  the first bad window closed at {at(first)} (the switch fell "
+                      f"{rel(first):.2f} s before that close; windows of {a.window_s:g} s, "
+                      f"closed by a 1 s tick), {a.bad_windows} bad windows in a row roll back")
         else:
             print("NOT rolled back")
         to_canary = on("canary")
@@ -149,23 +150,30 @@ def main():
         if last_sent is not None:
             print(f"client's view: last request answered by the canary sent at "
                   f"{at(last_sent)}; {len(late)} sent after the rollback")
-        acc_last = None
+        failed = [r[0] + r[1] / 1000 for r in rows if err(r) and r[0] >= flip]
+        if failed:
+            print(f"client's view: last failed answer sent at {at(max(failed))}")
+        # Seawall's own record of each request routed to the canary: its start and end.
+        acc_last, acc_late = None, 0
         for line in open(a.access_log):
             try:
                 j = json.loads(line)
             except ValueError:
                 continue
             if j.get("upstream") == "canary":
-                t = ts(j["ts"])
-                acc_last = t if acc_last is None or t > acc_last else acc_last
+                end = ts(j["ts"])
+                acc_last = end if acc_last is None or end > acc_last else acc_last
+                if end - j.get("duration_ms", 0) / 1000 > cutoff + 0.05:
+                    acc_late += 1
         if acc_last:
             print(f"Seawall's view (access log): last request to the canary ended at "
-                  f"{at(acc_last)}")
-        print(f"the canary upstream counted {canary_up['requests']} requests "
-              f"({canary_up['by_mode']}), last at "
-              f"{at(canary_up['last_at']) if canary_up['last_at'] else '-'}; "
-              f"stable {stable_up['requests']}")
-        if a.variant == "fail":
+                  f"{at(acc_last)}; {acc_late} started after the rollback")
+        if canary_up:
+            print(f"the canary upstream counted {canary_up['requests']} requests "
+                  f"({canary_up['by_mode']}), last at "
+                  f"{at(canary_up['last_at']) if canary_up['last_at'] else '-'}; "
+                  f"stable {stable_up['requests']}")
+        if a.variant in ("fail", "down"):
             spent = sum(err(r) for r in rows if r[0] >= flip)
             kind = "failed answers (5xx)"
         else:
@@ -187,7 +195,8 @@ def main():
             bound = exposure + 1.0
             target(rel(rb_at) <= bound, f"rolled back {rel(rb_at):.2f} s after the switch, "
                    f"within {a.bad_windows} windows + ticks ({bound:g} s)")
-        target(not late, f"no request reached the canary after the rollback ({len(late)})")
+        target(not late and not acc_late, f"no request sent to the canary after the rollback "
+               f"(client: {len(late)}, access log: {acc_late})")
         target(weight_now == 0, "seawall_canary_weight is 0")
         target(warn is not None, "a WARN line says why")
         target(spent <= allowed * 1.1 + 5, f"budget spent {spent} within what the thresholds "

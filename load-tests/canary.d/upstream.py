@@ -5,6 +5,8 @@ told to start failing (500) or to answer slowly, at a moment the load generator 
     upstream.py --name canary              # binds 127.0.0.1:0, prints "port N" on stdout
 
     GET /__mode?set=ok|fail|slow[&ms=400]  switch (answers {"at": wall time of the switch})
+    GET /__mode?set=down                   the process exits 50 ms later, as a crashed release:
+                                           its port refuses connections from then on
     GET /__stats                           {"requests", "by_mode", "mode", "switched_at", "last_at"}
     GET /healthz                           200, whatever the mode (never part of the judged traffic)
     anything else                          the app: 200 (or 500, or 200 after ms) with
@@ -16,6 +18,7 @@ moment it took effect is known exactly (one clock, this machine's, for every pro
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -59,8 +62,12 @@ def handler(state):
             if url.path == "/__mode":
                 q = parse_qs(url.query)
                 mode = q.get("set", ["ok"])[0]
+                if mode == "down":
+                    at = time.time() + 0.05
+                    threading.Timer(0.05, os._exit, (0,)).start()
+                    return self.reply(200, json.dumps({"at": at}) + "\n", "application/json")
                 if mode not in state.by_mode:
-                    return self.reply(400, f"mode {mode!r}: ok, fail or slow\n")
+                    return self.reply(400, f"mode {mode!r}: ok, fail, slow or down\n")
                 with state.lock:
                     state.mode = mode
                     state.slow_ms = int(q.get("ms", [state.slow_ms])[0])
