@@ -254,16 +254,20 @@ impl BackgroundService for LimiterUpkeep {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
-                _ = tick.tick() => {
+                due = tick.tick() => {
                     n += 1;
                     let snap = self.state.snapshot.load_full();
                     let now = MonotonicClock.now_ms();
+                    // The canary's windows close on the ticks' schedule, not on when a tick
+                    // got to run: a tick a millisecond early in its second would otherwise miss
+                    // a window's end and stretch it by a whole second.
+                    let due_ms = now.saturating_sub(due.elapsed().as_millis() as u64);
                     let every_ten = n.is_multiple_of(10);
                     for limit in snap.limits() {
                         limit.upkeep(now, every_ten);
                     }
                     self.state.campaigns.tick(&snap.campaigns, &self.state.metrics);
-                    self.state.canaries.tick(now, self.state.wall_now());
+                    self.state.canaries.tick(due_ms, self.state.wall_now());
                     self.state.console.tick(&self.state.metrics, &snap);
                     if every_ten {
                         self.state.campaigns.prune(now);
