@@ -159,11 +159,9 @@ struct Shared {
 }
 
 fn interval_us(rate_mrps: u64) -> u64 {
-    if rate_mrps == 0 {
-        0
-    } else {
-        (1_000_000_000 / rate_mrps).max(1)
-    }
+    1_000_000_000u64
+        .checked_div(rate_mrps)
+        .map_or(0, |i| i.max(1))
 }
 
 fn wall_ms() -> u64 {
