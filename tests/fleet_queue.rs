@@ -482,3 +482,28 @@ queue = "leads"
     assert_eq!(app.hits(), 1);
     sw.stop();
 }
+
+#[tokio::test]
+async fn a_hung_redis_gets_a_refusal_not_a_receipt() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = TestUpstream::start("app").await;
+    let a = instance(&redis, "a", spec(&app)).await;
+    redis.pause();
+    let r = a.q.accept(lead("/signup", "x")).await;
+    redis.resume();
+    assert!(
+        matches!(r, Err(Refusal::StoreError(ref e)) if e.contains("no answer")),
+        "{r:?}"
+    );
+    // The store errs on the side of at least once: the script may still run once Redis wakes
+    // up, and the lead is then delivered (the client, told 503, retries with its key).
+    let ok = a.q.accept(lead("/signup", "y")).await.unwrap();
+    assert_eventually!(
+        SOON,
+        "delivering again",
+        attempts_seen(&app).contains_key(&ok.receipt)
+    );
+    a.queues.shutdown().await;
+}

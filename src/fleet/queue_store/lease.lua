@@ -68,9 +68,16 @@ end
 if got < want and takeover then
   local consumers = redis.call('XINFO', 'CONSUMERS', stream, group)
   for _, c in ipairs(consumers) do
-    local name, pending = nil, 0
+    local name, pending, idle = nil, 0, 0
     for i = 1, #c, 2 do
-      if c[i] == 'name' then name = c[i + 1] elseif c[i] == 'pending' then pending = c[i + 1] end
+      if c[i] == 'name' then name = c[i + 1]
+      elseif c[i] == 'pending' then pending = c[i + 1]
+      elseif c[i] == 'idle' then idle = c[i + 1] end
+    end
+    -- An instance gone for a day with nothing pending: forget its consumer, so a fleet whose
+    -- instances come and go under new names does not pile them up.
+    if name and name ~= me and name ~= parked and pending == 0 and idle > 86400000 then
+      redis.call('XGROUP', 'DELCONSUMER', stream, group, name)
     end
     if name and name ~= parked and pending > 0 and got < want then
       local ps = redis.call('XPENDING', stream, group, 'IDLE', vis, '-', '+', want - got, name)
