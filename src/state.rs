@@ -110,10 +110,14 @@ impl State {
             }
             None => None,
         };
-        let queues = Arc::new(crate::queue::Queues::new(
+        let mut queues = crate::queue::Queues::new(
             Arc::new(crate::queue::PingoraSender::new()),
             Some(crate::queue::registry::QueueMetrics::of(&metrics)),
-        ));
+        );
+        if let Some(f) = &fleet {
+            queues = queues.with_redis_store(f.queue_stores(Default::default()));
+        }
+        let queues = Arc::new(queues);
         background
             .run(queues.apply(&spec.settings.queues))
             .map_err(|errors| StateError(errors.join("; ")))?;

@@ -30,6 +30,7 @@ pub mod instances;
 mod key;
 mod limit;
 mod metrics;
+pub mod queue_store;
 mod script;
 mod spec;
 

@@ -315,7 +315,9 @@ impl Queues {
         }
         for (name, spec) in specs {
             if let Some(q) = self.get(name).filter(|q| q.kind == spec.store) {
-                q.live.store(Arc::new(spec.live()));
+                let live = Arc::new(spec.live());
+                q.store.update(&live);
+                q.live.store(live);
                 q.control.wake.notify_one();
             }
         }

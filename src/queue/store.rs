@@ -149,4 +149,7 @@ pub trait Store: Send + Sync {
 
     /// Forget every lease (the worker stopped; its deliveries were abandoned).
     fn release_leases(&self);
+
+    /// A reload changed the live settings (a fleet store paces the whole fleet at `rate`).
+    fn update(&self, _live: &super::spec::LiveSettings) {}
 }
