@@ -59,6 +59,8 @@ pub struct QueueHandle {
     clock: Arc<dyn WallClock>,
     accepted: IntCounter,
     refused: [IntCounter; 3],
+    /// One "store failed" line a second at most: an outage refuses every lead.
+    refusal_log: crate::logging::Throttle,
     worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -105,7 +107,10 @@ impl QueueHandle {
             Refusal::Full => self.refused[0].inc(),
             Refusal::TooLarge => self.refused[1].inc(),
             Refusal::StoreError(e) => {
-                tracing::error!(queue = %self.name, error = %e, "lead refused: the store failed");
+                if let Some(left_out) = self.refusal_log.allow(self.clock.now_ms(), 1000) {
+                    tracing::error!(queue = %self.name, error = %e, left_out,
+                        "lead refused: the store failed (the client got 503)");
+                }
                 self.refused[2].inc();
             }
         }
@@ -396,6 +401,7 @@ impl Queues {
             clock: self.clock.clone(),
             accepted,
             refused,
+            refusal_log: Default::default(),
             worker: Mutex::new(Some(task)),
         })
     }
