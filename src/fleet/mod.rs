@@ -394,8 +394,12 @@ impl Fleet {
             .observe(sent.elapsed().as_secs_f64());
         let reply = match reply {
             Ok(Ok(r)) => r,
-            // redis-rs's own response timeout (the same `timeout`) can fire first.
-            Ok(Err(e)) if !e.is_timeout() => return Err(Failed::Error(e.to_string())),
+            // redis-rs's own response timeout (the same `timeout`) can fire first, and its
+            // error does not always say "timeout" (seen: "timed out"): an error that came at
+            // the budget's end is a late answer, one that came before it is a real error.
+            Ok(Err(e)) if !e.is_timeout() && sent.elapsed() < timeout => {
+                return Err(Failed::Error(e.to_string()));
+            }
             _ => {
                 return Err(Failed::Late {
                     sent,
