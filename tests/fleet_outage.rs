@@ -154,7 +154,7 @@ async fn redis_killed_with_closed_refuses_with_retry_after() {
 }
 
 #[tokio::test]
-async fn a_hung_redis_costs_one_timeout_then_nothing() {
+async fn a_hung_redis_costs_a_few_timeouts_then_nothing() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -197,19 +197,22 @@ async fn a_hung_redis_costs_one_timeout_then_nothing() {
     // The 5 ms budget, not redis-rs's default 500 ms (some slack for a loaded machine).
     assert!(first >= Duration::from_millis(5), "{first:?}");
     assert!(first < Duration::from_millis(100), "{first:?}");
+    // One late answer is no outage (tests/fleet_late.rs); timeouts that go on for 4 timeouts'
+    // worth are: at most 3 more, then no Redis call and no waiting.
     let t = Instant::now();
     for _ in 0..100 {
         fleet.decide(&[check(&l, Some("-"))]).await;
     }
+    assert!(!fleet.is_up());
     assert!(
-        t.elapsed() < Duration::from_millis(50),
+        t.elapsed() < Duration::from_millis(100),
         "no waiting while down: {:?}",
         t.elapsed()
     );
-    assert_eq!(
-        metrics.store_duration.get_sample_count(),
-        calls_before + 1,
-        "no Redis calls while down"
+    let calls = metrics.store_duration.get_sample_count() - calls_before;
+    assert!(
+        (2..=4).contains(&calls),
+        "{calls} Redis calls: then none while down"
     );
 
     redis.resume();

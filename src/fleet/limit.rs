@@ -10,10 +10,16 @@ use super::cache::RejectCache;
 use super::key::FleetKey;
 use crate::limits::limiter::{Limiter, Params};
 
-/// Where fleet limit state lives in Redis: `seawall:rl:{ROUTE}:LIMIT:KEY-SOURCE:KEY`. The
-/// hash tag makes one route's limits share a Redis Cluster slot (one script call touches them
-/// all); campaign limits, counted across routes, are tagged `{campaign}`.
-pub const KEY_PREFIX: &str = "seawall:rl:";
+/// Where fleet limit state lives in Redis: `seawall:{rl}:SCOPE:LIMIT:KEY-SOURCE:KEY`, SCOPE
+/// being the route's name or `campaign`. One script call decides a request's campaign limit
+/// and its route's limits together, and Redis Cluster runs a script only when all its keys
+/// hash to one slot (else CROSSSLOT, and every such request would take `on_store_error`). A
+/// campaign limit is shared by every route it targets, and a route by every campaign aimed at
+/// it, so no tag narrower than one for all fleet limits keeps every such pair together: `{rl}`,
+/// ahead of any name (Cluster hashes the first `{...}`, so a `{` in a route name cannot change
+/// it). The price: a Cluster serves fleet limits from one shard, which at one small script per
+/// request is far more than an edge fleet sends.
+pub const KEY_PREFIX: &str = "seawall:{rl}:";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Settings {
@@ -66,7 +72,7 @@ impl FleetLimit {
         expected_instances: u32,
         fallback_decisions: IntCounter,
     ) -> FleetLimit {
-        let prefix = format!("{KEY_PREFIX}{{{scope}}}:{name}:{key_source}:");
+        let prefix = format!("{KEY_PREFIX}{scope}:{name}:{key_source}:");
         FleetLimit {
             cache: RejectCache::new(settings.params.max_keys),
             fallback: Limiter::new(fallback_params(settings.params, expected_instances)),

@@ -14,7 +14,9 @@
 //!   first applying limit's key cached as rejected -> Rejected (via Cache), no Redis
 //!   store down (backoff)   -> on_store_error: local limiter at rate/N | Skipped | Unavailable
 //!   EVALSHA within timeout -> verdicts (via Redis); a reject fills the cache
-//!   error or timeout       -> store down (one log line), this request takes on_store_error
+//!   error                  -> store down (one log line), this request takes on_store_error
+//!   timeout                -> this request takes on_store_error; the store goes down only
+//!                             when timeouts go on for 4 timeouts' worth with no answer (late)
 //! background, every 250 ms while down: PING, SCRIPT LOAD, CONFIG GET appendonly appendfsync
 //!   -> up (one log line); every 1 s while up: heartbeat, instance count
 //! ```
@@ -28,6 +30,7 @@ pub mod compose;
 mod health;
 pub mod instances;
 mod key;
+mod late;
 mod limit;
 mod metrics;
 pub mod queue_store;
@@ -145,6 +148,7 @@ struct Inner {
     /// after one backoff rather than after the heartbeat's sleep.
     went_down: tokio::sync::Notify,
     limits: Mutex<HashMap<LimitId, Arc<FleetLimit>>>,
+    late: late::LateAnswers,
 }
 
 /// The fleet store of one Seawall instance. Dropping it stops the background task, which
@@ -231,6 +235,7 @@ impl Fleet {
             last_error: Mutex::new(None),
             went_down: tokio::sync::Notify::new(),
             limits: Mutex::new(HashMap::new()),
+            late: late::LateAnswers::new(),
         });
         let (stop, stopped) = watch::channel(false);
         runtime.spawn(health::run(inner.clone(), stopped));
@@ -325,7 +330,14 @@ impl Fleet {
         }
         match self.ask_redis(checks, &slots).await {
             Ok(a) => a,
-            Err(e) => {
+            Err(Failed::Late { sent, error }) => {
+                let timeout = self.inner.spec.timeout;
+                if self.inner.late.timed_out(sent, Instant::now(), timeout) {
+                    self.inner.mark_down(&error);
+                }
+                self.fallback(checks, &slots)
+            }
+            Err(Failed::Error(e)) => {
                 self.inner.mark_down(&e);
                 self.fallback(checks, &slots)
             }
@@ -357,7 +369,7 @@ impl Fleet {
         &self,
         checks: &[FleetCheck<'_>],
         slots: &[usize],
-    ) -> Result<FleetAnswer, String> {
+    ) -> Result<FleetAnswer, Failed> {
         let settings: Vec<(Params, bool)> = slots
             .iter()
             .map(|&i| {
@@ -383,10 +395,21 @@ impl Fleet {
             .observe(sent.elapsed().as_secs_f64());
         let reply = match reply {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err(format!("no answer within the timeout ({timeout:?})")),
+            // redis-rs's own response timeout (the same `timeout`) can fire first, and its
+            // error does not always say "timeout" (seen: "timed out"): an error that came at
+            // the budget's end is a late answer, one that came before it is a real error.
+            Ok(Err(e)) if !e.is_timeout() && sent.elapsed() < timeout => {
+                return Err(Failed::Error(e.to_string()));
+            }
+            _ => {
+                return Err(Failed::Late {
+                    sent,
+                    error: format!("no answer within the timeout ({timeout:?})"),
+                });
+            }
         };
-        let (now_ms, answers) = script::parse(&reply, slots.len())?;
+        self.inner.late.answered();
+        let (now_ms, answers) = script::parse(&reply, slots.len()).map_err(Failed::Error)?;
         if self.inner.opts.reject_cache {
             for (a, &i) in answers.iter().zip(slots) {
                 if let (Answer::Rejected { blocked_ms, .. }, Some(k)) = (a, &checks[i].key) {
@@ -458,6 +481,14 @@ impl Fleet {
     }
 }
 
+/// Why a round trip gave no decision.
+enum Failed {
+    /// No answer within `timeout` (see [`late`]: not by itself an outage).
+    Late { sent: Instant, error: String },
+    /// Refused, reset, an error reply, an answer the script cannot have given.
+    Error(String),
+}
+
 fn skipped(n: usize) -> Decision {
     Decision {
         verdicts: vec![Verdict::Skipped; n],
@@ -484,6 +515,7 @@ impl Inner {
     }
 
     fn mark_up(&self) {
+        self.late.reset();
         self.metrics.store_up.set(1);
         let was_down = self.logged_down.swap(false, Ordering::AcqRel);
         if !self.up.swap(true, Ordering::AcqRel) {
