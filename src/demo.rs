@@ -310,7 +310,7 @@ Try:
 A launch flood (50 sign-ups from 50 addresses), then watch the queue drain into the origin:
   for i in $(seq 50); do curl -s -o /dev/null -w '%{{http_code}} ' -H "X-Forwarded-For: 198.51.100.$i" \
     -X POST 'http://{proxy}/api/v1/users/register?ref=SUMMERSALE20' -d email=f$i@example.com; done; echo
-  for i in $(seq 6); do curl -s http://{admin}/-/queues | grep -o '"depth":[0-9]*'; sleep 2; done
+  for i in $(seq 6); do curl -s http://{admin}/-/queues | grep -o '"depth": [0-9]*'; sleep 2; done
 
 Stop with Ctrl-C. The JSON access log follows on stdout.
 "#,
