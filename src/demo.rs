@@ -5,7 +5,9 @@
 //! - two "third-party" tag hosts: `localhost:3201` (approved in conf/demo/csp.toml) and
 //!   `127.0.0.1:3202` (not approved);
 //! - an ingestion sink on 127.0.0.1:3100 that counts what reaches it;
-//! - Seawall on 127.0.0.1:8080 (admin 127.0.0.1:9901) with conf/demo/*.toml in front of them.
+//! - Seawall on 127.0.0.1:8080 (admin 127.0.0.1:9901) with conf/demo/*.toml in front of them;
+//!   the summer-sale sign-ups go into the `leads` queue, spooled under [`SPOOL_DIR`], which
+//!   delivers them to the origin at 5 a second.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +29,10 @@ pub const ORIGIN_ADDR: &str = "127.0.0.1:3000";
 pub const INGEST_ADDR: &str = "127.0.0.1:3100";
 pub const APPROVED_TAG_ADDR: &str = "127.0.0.1:3201";
 pub const UNAPPROVED_TAG_ADDR: &str = "127.0.0.1:3202";
+/// Where conf/demo/seawall.toml spools its queue. The demo's leads are throwaway: it is emptied
+/// when the demo starts (a demo killed earlier would otherwise deliver its leftovers into the
+/// tour's counts) and when it stops.
+pub const SPOOL_DIR: &str = "/tmp/seawall-demo-spool";
 
 /// The demo config, built into the binary so `seawall demo` works from any directory.
 const EMBEDDED: [(&str, &str); 3] = [
@@ -71,6 +77,10 @@ pub const SHOP_PAGE: &str = r#"<!doctype html>
 #[derive(Default)]
 pub struct Counters {
     pub signups: AtomicU64,
+    /// Sign-ups the queue delivered (they carry `X-Seawall-Receipt`).
+    pub from_queue: AtomicU64,
+    /// The `Idempotency-Key` of the last one: the tour compares it with the client's receipt.
+    pub last_idempotency_key: Mutex<String>,
     pub ingested: AtomicU64,
     pub by_campaign: Mutex<BTreeMap<String, u64>>,
 }
@@ -81,23 +91,43 @@ pub fn origin(counters: Arc<Counters>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/api/v1/users/register",
-            post(|State(c): State<Arc<Counters>>, body: Bytes| async move {
-                let n = c.signups.fetch_add(1, Ordering::Relaxed) + 1;
-                let msg = format!(
-                    "{{\"created\":true,\"signups_at_origin\":{n},\"body_bytes\":{}}}\n",
-                    body.len()
-                );
-                (
-                    StatusCode::CREATED,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    msg,
-                )
-            }),
+            post(
+                |State(c): State<Arc<Counters>>, headers: HeaderMap, body: Bytes| async move {
+                    let n = c.signups.fetch_add(1, Ordering::Relaxed) + 1;
+                    if headers.contains_key("x-seawall-receipt") {
+                        c.from_queue.fetch_add(1, Ordering::Relaxed);
+                        let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+                        if let (Some(key), Ok(mut last)) = (key, c.last_idempotency_key.lock()) {
+                            *last = key.to_string();
+                        }
+                    }
+                    let msg = format!(
+                        "{{\"created\":true,\"signups_at_origin\":{n},\"body_bytes\":{}}}\n",
+                        body.len()
+                    );
+                    (
+                        StatusCode::CREATED,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        msg,
+                    )
+                },
+            ),
         )
         .route(
             "/__origin/stats",
             get(|State(c): State<Arc<Counters>>| async move {
-                format!("{{\"signups\":{}}}\n", c.signups.load(Ordering::Relaxed))
+                let last = c
+                    .last_idempotency_key
+                    .lock()
+                    .map(|k| k.clone())
+                    .unwrap_or_default();
+                serde_json::json!({
+                    "signups": c.signups.load(Ordering::Relaxed),
+                    "from_queue": c.from_queue.load(Ordering::Relaxed),
+                    "last_idempotency_key": last,
+                })
+                .to_string()
+                    + "\n"
             }),
         )
         .with_state(counters)
@@ -188,6 +218,14 @@ pub fn run(args: DemoArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    let spool = std::path::Path::new(SPOOL_DIR);
+    if let Err(e) = remove_spool(spool) {
+        eprintln!("seawall demo: cannot empty the demo queue's spool {SPOOL_DIR}: {e}");
+        return ExitCode::FAILURE;
+    }
+    server::at_exit(move || {
+        let _ = remove_spool(spool);
+    });
     let counters = Arc::new(Counters::default());
     let c = counters.clone();
     let (tx, rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
@@ -240,6 +278,13 @@ pub fn run(args: DemoArgs) -> ExitCode {
     }
 }
 
+fn remove_spool(dir: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 fn print_banner(config: &std::path::Path, proxy: SocketAddr, admin: SocketAddr) {
     println!(
         r#"
@@ -254,12 +299,18 @@ Seawall demo is starting (config: {config})
 Try:
   curl -i http://{proxy}/
   curl -i -X POST http://{proxy}/api/v1/users/register -d email=a@example.com                  # reaches the origin
-  curl -i -X POST 'http://{proxy}/api/v1/users/register?ref=SUMMERSALE20' -d email=b@example.com # diverted to the sink
-  curl -i -X POST 'http://{proxy}/api/v1/users/register?ref=UNANNOUNCED' -d email=c@example.com  # unregistered tag: diverted too
+  curl -i -X POST 'http://{proxy}/api/v1/users/register?ref=SUMMERSALE20' -d email=b@example.com # queued: 202 + X-Seawall-Receipt
+  curl -s http://{admin}/-/queues            # the queue delivers to the origin at 5 r/s
+  curl -i -X POST 'http://{proxy}/api/v1/users/register?ref=UNANNOUNCED' -d email=c@example.com  # unregistered tag: diverted to the sink
   curl -i http://{proxy}/nothing-here        # proxied; the origin answers 404
   curl -s http://{admin}/-/config
   curl -s http://{admin}/metrics | grep seawall_requests_total
   curl -s http://{ORIGIN_ADDR}/__origin/stats ; curl -s http://{INGEST_ADDR}/__sink/stats
+
+A launch flood (50 sign-ups from 50 addresses), then watch the queue drain into the origin:
+  for i in $(seq 50); do curl -s -o /dev/null -w '%{{http_code}} ' -H "X-Forwarded-For: 198.51.100.$i" \
+    -X POST 'http://{proxy}/api/v1/users/register?ref=SUMMERSALE20' -d email=f$i@example.com; done; echo
+  for i in $(seq 6); do curl -s http://{admin}/-/queues | grep -o '"depth": [0-9]*'; sleep 2; done
 
 Stop with Ctrl-C. The JSON access log follows on stdout.
 "#,

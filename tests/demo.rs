@@ -70,12 +70,54 @@ async fn demo_serves_the_shop_through_seawall() {
         .send()
         .await
         .unwrap();
-    assert_eq!(stats.text().await.unwrap(), "{\"signups\":1}\n");
+    assert_eq!(
+        stats.text().await.unwrap(),
+        "{\"from_queue\":0,\"last_idempotency_key\":\"\",\"signups\":1}\n"
+    );
 
-    // A tagged sign-up is diverted to the ingestion sink; the origin's count does not move.
-    let diverted = client
+    // A summer-sale sign-up is queued: 202 with a receipt at once, then the queue delivers it to
+    // the origin with the receipt as its Idempotency-Key.
+    let queued = client
         .post("http://127.0.0.1:8080/api/v1/users/register?ref=SUMMERSALE20")
         .body("email=b@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queued.status(), 202);
+    let receipt = queued.headers()["x-seawall-receipt"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(queued.text().await.unwrap().starts_with("Thanks"));
+    let want =
+        format!("{{\"from_queue\":1,\"last_idempotency_key\":\"{receipt}\",\"signups\":2}}\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = client
+            .get("http://127.0.0.1:3000/__origin/stats")
+            .send()
+            .await
+            .unwrap();
+        if stats.text().await.unwrap() == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the origin never got {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let queues = client
+        .get("http://127.0.0.1:9901/-/queues")
+        .send()
+        .await
+        .unwrap();
+    let queues: serde_json::Value = queues.json().await.unwrap();
+    assert_eq!(queues["queues"][0]["name"], "leads");
+    assert_eq!(queues["queues"][0]["depth"], 0);
+    assert_eq!(queues["queues"][0]["path"], "/tmp/seawall-demo-spool/leads");
+
+    // An unannounced campaign's sign-up is diverted to the ingestion sink.
+    let diverted = client
+        .post("http://127.0.0.1:8080/api/v1/users/register?ref=UNANNOUNCED")
+        .body("email=c@example.com")
         .send()
         .await
         .unwrap();
@@ -88,14 +130,8 @@ async fn demo_serves_the_shop_through_seawall() {
         .unwrap();
     assert_eq!(
         sink.text().await.unwrap(),
-        "{\"by_campaign\":{\"summer-sale\":1},\"received\":1}\n"
+        "{\"by_campaign\":{\"unregistered\":1},\"received\":1}\n"
     );
-    let stats = client
-        .get("http://127.0.0.1:3000/__origin/stats")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stats.text().await.unwrap(), "{\"signups\":1}\n");
 
     // The tag hosts serve their scripts.
     let tag = client
@@ -132,4 +168,8 @@ async fn demo_serves_the_shop_through_seawall() {
     );
     drop(demo);
     assert!(!temp.exists(), "{temp:?} was left behind");
+    assert!(
+        !std::path::Path::new("/tmp/seawall-demo-spool").exists(),
+        "the demo's spool was left behind"
+    );
 }

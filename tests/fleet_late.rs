@@ -18,8 +18,10 @@ async fn one_late_answer_costs_that_request_only_not_a_backoff() {
         return;
     };
     let mut s = spec(&redis);
-    // Long enough that only the paused Redis misses it on a loaded test machine.
-    s.timeout = Duration::from_millis(200);
+    // Long enough that only the paused Redis misses it on a loaded test machine, and short
+    // enough that the run of misses that means an outage (4 timeouts, at most 250 ms) stays
+    // well beyond this one miss even when its timer fires late: 200 ms left only 50 ms.
+    s.timeout = Duration::from_millis(50);
     s.on_store_error = OnStoreError::Open;
     let opts = FleetOptions {
         heartbeat: Duration::from_secs(3600),

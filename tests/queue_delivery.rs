@@ -171,10 +171,15 @@ async fn retry_after_is_honoured_then_max_attempts_makes_a_dead_letter() {
     let (qs, q) = start(s, None).await;
     q.accept(lead("/signup", "x")).await.unwrap();
     assert_eventually!(Duration::from_secs(5), "first attempt", app.hits() == 1);
+    // The app has answered; the worker takes the 503 in a moment.
+    assert_eventually!(
+        Duration::from_secs(5),
+        "backing off after the 503",
+        qs.status_json()["queues"][0]["backing_off"] == true
+    );
     let status = qs.status_json();
     let pace = status["queues"][0]["pace_rps"].as_f64().unwrap();
     assert!(pace < 100.0, "backing off after a 503: pace {pace}");
-    assert_eq!(status["queues"][0]["backing_off"], true);
     let t1 = Instant::now();
     assert_eventually!(
         Duration::from_secs(10),

@@ -418,11 +418,15 @@ fn init_tables(inner: &Inner) -> Result<u64, StoreError> {
 type Broken = Vec<(u64, String)>;
 
 fn lease_due(inner: &Inner, now_ms: u64, max: usize) -> Result<(Vec<Leased>, Broken), StoreError> {
+    // The in-flight set is locked before the snapshot is taken. The writer releases an acked
+    // entry from it only after the ack's commit: taken the other way round, a snapshot from
+    // before the commit still lists the entry as due while the set no longer holds it, and it
+    // is delivered twice (lead-flood saw 7 in 20,000 with a healthy app).
+    let mut leased = inner.leased.lock();
     let txn = inner.db.begin_read().map_err(err)?;
     let due = txn.open_table(DUE).map_err(err)?;
     let entries = txn.open_table(ENTRIES).map_err(err)?;
     let state = txn.open_table(STATE).map_err(err)?;
-    let mut leased = inner.leased.lock();
     let mut out = Vec::new();
     let mut broken = Vec::new();
     for row in due.range((0, 0)..=(now_ms, u64::MAX)).map_err(err)? {
