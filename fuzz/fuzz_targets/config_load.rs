@@ -21,6 +21,7 @@ struct Process {
     dir: tempfile::TempDir,
     limits: Registry,
     stats: Stats,
+    canaries: seawall::canary::Registry,
     metrics: Metrics,
     previous: Mutex<Option<Snapshot>>,
 }
@@ -31,6 +32,7 @@ fn process() -> &'static Process {
         dir: tempfile::tempdir().unwrap(),
         limits: Registry::default(),
         stats: Stats::default(),
+        canaries: Default::default(),
         metrics: Metrics::new(),
         previous: Mutex::new(None),
     })
@@ -59,6 +61,8 @@ fuzz_target!(|data: &[u8]| {
             let b = Bindings {
                 limits: &p.limits,
                 campaigns: &p.stats,
+                canaries: &p.canaries,
+                fleet: None,
                 metrics: &p.metrics,
             };
             let mut previous = p.previous.lock().unwrap();
