@@ -33,6 +33,11 @@ fn nets() -> TrustedProxies {
 /// One hop as the model reads it: `IP`, `IPv4:port`, `[IPv6]:port` or `[IPv6]`.
 fn hop(raw: &[u8]) -> Option<IpAddr> {
     let s = std::str::from_utf8(raw).ok()?.trim();
+    // std's SocketAddrV6 takes a zone id (`[::%1]:4`); nginx's address parser does not, and
+    // neither does Seawall: such a hop ends the walk.
+    if s.contains('%') {
+        return None;
+    }
     let ip = s
         .parse::<IpAddr>()
         .ok()
