@@ -305,19 +305,10 @@ fn seawall_rss(pid_file: &PathBuf) -> u64 {
 }
 
 fn fetch_deliveries(app: SocketAddr) -> Option<Vec<Delivery>> {
-    use std::io::{Read, Write};
-    // Larger than loadgen::http_request expects in 5 s on a busy machine: read to the end.
-    let mut s = std::net::TcpStream::connect_timeout(&app, Duration::from_secs(5)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(
-        s,
-        "GET /__deliveries HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf);
-    let (_, body) = text.split_once("\r\n\r\n")?;
+    // A large body on a busy machine: read for up to 30 s.
+    let (status, body) =
+        loadgen::http_request_within(app, "GET", "/__deliveries", Duration::from_secs(30))?;
+    (status == 200).then_some(())?;
     Some(
         body.lines()
             .filter_map(|l| {

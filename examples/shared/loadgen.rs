@@ -371,9 +371,19 @@ pub fn closed_loop(
 /// One small HTTP/1.1 request on a fresh connection (`Connection: close`), for the admin API:
 /// (status, body). None if the connection or the answer failed within 5 s.
 pub fn http_request(addr: std::net::SocketAddr, method: &str, path: &str) -> Option<(u16, String)> {
+    http_request_within(addr, method, path, Duration::from_secs(5))
+}
+
+/// [`http_request`], reading the answer for up to `read` (a large body on a busy machine).
+pub fn http_request_within(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    read: Duration,
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_read_timeout(Some(read)).ok()?;
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
