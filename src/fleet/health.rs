@@ -44,7 +44,10 @@ pub(super) async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             }
         }
         match tokio::time::timeout(PROBE_TIMEOUT, instances::beat(&inner)).await {
-            Ok(Ok(n)) => inner.metrics.instances.set(n as i64),
+            Ok(Ok(live)) => {
+                inner.metrics.instances.set(live.len() as i64);
+                inner.live.set(&live);
+            }
             Ok(Err(e)) => inner.mark_down(&format!("heartbeat: {e}")),
             Err(_) => inner.mark_down("heartbeat: no answer within 1s"),
         }
@@ -85,7 +88,9 @@ async fn probe(inner: &Inner) -> Result<(), String> {
             };
             (get("appendonly"), get("appendfsync"))
         });
-    if inner.opts.durable_queues
+    if inner
+        .durable_queues
+        .load(std::sync::atomic::Ordering::Acquire)
         && let Some(w) = durability_warning(persistence.clone())
     {
         tracing::warn!(redis = %inner.spec.redis, "{w}");

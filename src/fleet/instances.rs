@@ -5,6 +5,9 @@
 //! `SCAN` (one `SMEMBERS`, one `MGET`, all in one Cluster slot by the hash tag). Names whose key
 //! expired are taken out of the set by whoever lists next.
 
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +30,37 @@ pub struct Instance {
     pub started_ms: u64,
 }
 
-/// Refresh this instance's heartbeat; returns how many instances are live.
-pub(super) async fn beat(inner: &Inner) -> redis::RedisResult<usize> {
+/// The consumer name of an instance's life in a fleet queue's group: `NAME@STARTED_MS`.
+pub fn consumer(name: &str, started_ms: u64) -> String {
+    format!("{name}@{started_ms}")
+}
+
+/// The fleet queue consumers whose instance beat within [`TTL`], as of the last heartbeat.
+///
+/// A consumer not in the list died (SIGKILL, power loss), stopped, or was restarted (a new
+/// life is a new consumer): what it left pending can be taken over at once, without waiting
+/// out the visibility timeout that guards a live but slow delivery.
+#[derive(Debug, Default)]
+pub struct LiveConsumers(Mutex<Option<Arc<Vec<String>>>>);
+
+impl LiveConsumers {
+    pub(super) fn set(&self, live: &[Instance]) {
+        let mut names: Vec<String> = live
+            .iter()
+            .map(|i| consumer(&i.name, i.started_ms))
+            .collect();
+        names.sort();
+        *self.0.lock() = Some(Arc::new(names));
+    }
+
+    /// `None` until a heartbeat listed the instances: then every consumer counts as alive.
+    pub fn get(&self) -> Option<Arc<Vec<String>>> {
+        self.0.lock().clone()
+    }
+}
+
+/// Refresh this instance's heartbeat; returns the live instances, this one included.
+pub(super) async fn beat(inner: &Inner) -> redis::RedisResult<Vec<Instance>> {
     let me = Instance {
         name: inner.instance.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -49,7 +81,7 @@ pub(super) async fn beat(inner: &Inner) -> redis::RedisResult<usize> {
         .ignore()
         .exec_async(&mut c)
         .await?;
-    Ok(list(&inner.conn).await?.len())
+    list(&inner.conn).await
 }
 
 /// The live instances, by name.

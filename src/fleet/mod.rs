@@ -144,6 +144,11 @@ struct Inner {
     persistence: Mutex<Option<Result<(String, String), String>>>,
     /// Why the store last went down (for `/-/status` and tests).
     last_error: Mutex<Option<String>>,
+    /// A fleet queue runs on this store (set at start, or when a reload adds one): the
+    /// persistence check on every (re)connect warns when its durability cannot hold.
+    durable_queues: AtomicBool,
+    /// The queue consumers whose instance heartbeat was live at the last beat.
+    live: Arc<instances::LiveConsumers>,
     /// Wakes the background task when a request finds the store down, so the probe starts
     /// after one backoff rather than after the heartbeat's sleep.
     went_down: tokio::sync::Notify,
@@ -222,6 +227,7 @@ impl Fleet {
         let started_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
+        let durable_queues = AtomicBool::new(opts.durable_queues);
         let inner = Arc::new(Inner {
             spec,
             opts,
@@ -233,6 +239,8 @@ impl Fleet {
             metrics,
             persistence: Mutex::new(None),
             last_error: Mutex::new(None),
+            durable_queues,
+            live: Arc::default(),
             went_down: tokio::sync::Notify::new(),
             limits: Mutex::new(HashMap::new()),
             late: late::LateAnswers::new(),
@@ -473,6 +481,19 @@ impl Fleet {
         self.inner.last_error.lock().clone()
     }
 
+    /// This process's consumer name in every fleet queue's group: the instance name and its
+    /// start time, so an instance restarted under the same name is a new consumer and what its
+    /// previous life left pending is taken over at once (see [`instances::LiveConsumers`]).
+    pub fn consumer(&self) -> String {
+        instances::consumer(&self.inner.instance, self.inner.started_ms)
+    }
+
+    /// A fleet queue now runs on this store: from here on every (re)connect checks Redis's
+    /// persistence for it; when the store is up already, the check's last answer is logged now.
+    pub fn serve_durable_queue(&self) {
+        self.inner.serve_durable_queue();
+    }
+
     /// The instances whose heartbeat is live, this one included.
     pub async fn instances(&self) -> Result<Vec<Instance>, FleetError> {
         instances::list(&self.inner.conn)
@@ -498,6 +519,18 @@ fn skipped(n: usize) -> Decision {
 }
 
 impl Inner {
+    fn serve_durable_queue(&self) {
+        if !self.durable_queues.swap(true, Ordering::AcqRel)
+            && let Some(w) = self
+                .persistence
+                .lock()
+                .clone()
+                .and_then(health::durability_warning)
+        {
+            tracing::warn!(redis = %self.spec.redis, "{w}");
+        }
+    }
+
     fn mark_down(&self, error: &str) {
         *self.last_error.lock() = Some(error.to_string());
         if self.up.swap(false, Ordering::AcqRel) {

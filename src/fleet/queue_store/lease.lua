@@ -1,11 +1,14 @@
 -- Hand entries of a fleet queue to one consumer (this instance), in this order: retries that
--- are due, entries a dead instance left pending longer than the visibility timeout, new ones.
+-- are due, abandoned entries, new ones. Abandoned: pending under a consumer that is gone (not
+-- in the live list: its instance's heartbeat expired or it was restarted as a new consumer)
+-- and idle for the grace, or pending under any consumer longer than the visibility timeout.
 -- With a fleet pace, one token per entry is taken from a GCRA bucket (burst 0, Redis's clock),
 -- and only when an entry is handed out.
 --
 -- KEYS  1 stream, 2 due (zset: retry id -> due ms), 3 pace (theoretical arrival time, us)
 -- ARGV  1 group, 2 consumer, 3 how many, 4 visibility ms, 5 pace interval us (0: no pace),
---       6 look for abandoned entries (1/0), 7 the parking consumer of retries
+--       6 look for abandoned entries (1/0), 7 the parking consumer of retries,
+--       8 grace ms for a gone consumer's entries, 9 live list given (1/0), 10.. live consumers
 -- Returns {0, 0, then per entry: id, lead, age-from ms, attempts made}
 --         {1, wait ms}: no pace token yet.
 -- Attempts come from the group's delivery counter: XREADGROUP sets it to 1, every XCLAIM that
@@ -19,6 +22,12 @@ local vis = tonumber(ARGV[4])
 local interval = tonumber(ARGV[5])
 local takeover = ARGV[6] == '1'
 local parked = ARGV[7]
+local grace = tonumber(ARGV[8])
+local live = nil
+if ARGV[9] == '1' then
+  live = {}
+  for i = 10, #ARGV do live[ARGV[i]] = true end
+end
 
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -74,15 +83,18 @@ if got < want and takeover then
       elseif c[i] == 'pending' then pending = c[i + 1]
       elseif c[i] == 'idle' then idle = c[i + 1] end
     end
-    -- An instance gone for a day with nothing pending: forget its consumer, so a fleet whose
-    -- instances come and go under new names does not pile them up.
-    if name and name ~= me and name ~= parked and pending == 0 and idle > 86400000 then
+    -- A consumer gone with nothing pending (every restart is a new consumer), or idle for a
+    -- day with nothing pending: forget it, so consumers do not pile up.
+    local gone = live and not live[name] and idle > grace
+    if name and name ~= me and name ~= parked and pending == 0 and (gone or idle > 86400000) then
       redis.call('XGROUP', 'DELCONSUMER', stream, group, name)
     end
     if name and name ~= parked and pending > 0 and got < want then
-      local ps = redis.call('XPENDING', stream, group, 'IDLE', vis, '-', '+', want - got, name)
+      local min_idle = vis
+      if live and name ~= me and not live[name] and grace < vis then min_idle = grace end
+      local ps = redis.call('XPENDING', stream, group, 'IDLE', min_idle, '-', '+', want - got, name)
       for _, p in ipairs(ps) do
-        local e = redis.call('XCLAIM', stream, group, me, vis, p[1])
+        local e = redis.call('XCLAIM', stream, group, me, min_idle, p[1])
         if claimed(e) then push(p[1], e[1][2], tonumber(p[4])) end
       end
     end

@@ -20,10 +20,13 @@
 //!   key pointing at a lead that was never stored, and the client's retry would get a receipt
 //!   for nothing. The receipt is returned only after the script, so after `XADD`: with
 //!   `appendonly yes` + `appendfsync always` Redis has fsynced it before it answers.
-//! - **Lease** ([`lease.lua`](lease.lua)): due retries first, then entries another instance
-//!   left pending for longer than the [visibility timeout](VISIBILITY_TIMEOUT) (it died or hung
-//!   mid-delivery: taken over with `XCLAIM`), then `XREADGROUP ... >`. One fleet pace token per
-//!   entry handed out: `rate` holds for the whole fleet.
+//! - **Lease** ([`lease.lua`](lease.lua)): due retries first, then abandoned entries (taken
+//!   over with `XCLAIM`), then `XREADGROUP ... >`. One fleet pace token per entry handed out:
+//!   `rate` holds for the whole fleet. An entry is abandoned when its consumer is gone (no live
+//!   heartbeat for that instance's life: it was killed, stopped or restarted; see
+//!   [`LiveConsumers`](crate::fleet::instances::LiveConsumers)) and it has been idle for
+//!   [`DEAD_GRACE`], or, consumer alive or not, once it has been idle for the
+//!   [visibility timeout](VISIBILITY_TIMEOUT) (a delivery hung past every timeout).
 //! - **Settle** ([`settle.lua`](settle.lua)): ack = `XACK` + `XDEL`; retry = park the entry
 //!   (still pending, so never lost) under the consumer `~retry` until due; bury = copy to the
 //!   dead-letter stream, `XACK` + `XDEL`.
@@ -49,6 +52,7 @@ use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::Fleet;
+use super::instances::LiveConsumers;
 use crate::queue::registry::StoreFactory;
 use crate::queue::spec::LiveSettings;
 use crate::queue::store::{AppendLimits, DeadLetter, Leased, StoreStats};
@@ -60,6 +64,11 @@ use scripts::{LeaseReply, Scripts};
 /// read timeouts of `deliver_to`; a warning at start says when they add up to more), or a slow
 /// delivery is sent twice.
 pub const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// An entry whose consumer has no live heartbeat is taken over once it has been idle this long:
+/// the heartbeat's own TTL, so an instance that just started (and may not be in another
+/// instance's list yet) never loses an entry it is delivering.
+pub const DEAD_GRACE: Duration = crate::fleet::instances::TTL;
 
 /// The consumer group of every queue stream.
 pub const GROUP: &str = "seawall";
@@ -128,10 +137,15 @@ impl Fleet {
     /// runtime the queues run on (their connection's I/O runs there).
     pub fn queue_stores(&self, opts: RedisQueueOptions) -> Box<StoreFactory> {
         let spec = self.inner.spec.clone();
-        let instance = self.inner.instance.clone();
+        let consumer = self.consumer();
+        let live = self.inner.live.clone();
+        let fleet = Arc::downgrade(&self.inner);
         Box::new(move |q: &QueueSpec| {
+            if let Some(inner) = fleet.upgrade() {
+                inner.serve_durable_queue();
+            }
             let client = super::client(&spec).map_err(|e| format!("Redis client: {e}"))?;
-            RedisStore::start(client, &instance, q, opts).map(|s| s as Arc<dyn Store>)
+            RedisStore::start(client, &consumer, live.clone(), q, opts).map(|s| s as Arc<dyn Store>)
         })
     }
 }
@@ -156,6 +170,8 @@ struct Shared {
     /// Local wall ms before which no pace token is free (a lease said so).
     pace_until_ms: AtomicU64,
     last_takeover_ms: AtomicU64,
+    /// Whose entries may be taken over after [`DEAD_GRACE`] rather than the visibility timeout.
+    live: Arc<LiveConsumers>,
 }
 
 fn interval_us(rate_mrps: u64) -> u64 {
@@ -187,6 +203,7 @@ impl RedisStore {
     pub fn start(
         client: redis::Client,
         consumer: &str,
+        live: Arc<LiveConsumers>,
         q: &QueueSpec,
         opts: RedisQueueOptions,
     ) -> Result<Arc<RedisStore>, String> {
@@ -223,6 +240,7 @@ impl RedisStore {
             up: AtomicBool::new(true),
             pace_until_ms: AtomicU64::new(0),
             last_takeover_ms: AtomicU64::new(0),
+            live,
         });
         runtime.spawn(stats_task(Arc::downgrade(&shared)));
         Ok(Arc::new(RedisStore { shared }))
@@ -360,9 +378,9 @@ impl Store for RedisStore {
         if now < s.pace_until_ms.load(Ordering::Relaxed) {
             return Ok(Vec::new());
         }
-        // Abandoned entries are looked for at most a few times per visibility timeout: the
-        // scan walks every consumer's pending list.
-        let every = (s.opts.visibility.as_millis() as u64 / 4).clamp(50, 5_000);
+        // Abandoned entries are looked for at most once a second (more often only with a
+        // visibility timeout under 4 s, in tests): the scan walks every consumer's pending list.
+        let every = (s.opts.visibility.as_millis() as u64 / 4).clamp(50, 1_000);
         let takeover = now.saturating_sub(s.last_takeover_ms.load(Ordering::Relaxed)) >= every;
         if takeover {
             s.last_takeover_ms.store(now, Ordering::Relaxed);
@@ -374,6 +392,7 @@ impl Store for RedisStore {
             s.opts.visibility,
             s.interval_us.load(Ordering::Relaxed),
             takeover,
+            s.live.get(),
         );
         let reply: redis::Value = match s.call(inv.invoke_async(&mut self.conn())).await {
             Ok(v) => v,
@@ -518,9 +537,10 @@ impl Store for RedisStore {
         *self.shared.stats.lock()
     }
 
-    /// Nothing to hand back: entries this instance held stay pending under its name and are
-    /// taken over after the visibility timeout, by another instance or by this one when it
-    /// starts again under the same name. A crash leaves them the same way.
+    /// Nothing to do here: entries this instance held stay pending under its consumer, and
+    /// once its heartbeat is gone (a graceful stop removes it at once, a crash lets it expire
+    /// within [`TTL`](crate::fleet::instances::TTL)) another instance takes them over after
+    /// [`DEAD_GRACE`]; so does this instance's next life, which is a new consumer.
     fn release_leases(&self) {}
 
     fn update(&self, live: &LiveSettings) {

@@ -2,13 +2,13 @@
 //! by redis-rs) and the parsing of their answers: anything unexpected is an error, never a
 //! panic.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use redis::{Script, ScriptInvocation, Value};
 
-use super::{GROUP, PARKED, QueueKeys};
+use super::{DEAD_GRACE, GROUP, PARKED, QueueKeys};
 use crate::queue::store::{AppendLimits, DeadLetter};
 use crate::queue::{Lead, rfc3339_ms};
 
@@ -82,6 +82,7 @@ impl Scripts {
         visibility: Duration,
         interval_us: u64,
         takeover: bool,
+        live: Option<Arc<Vec<String>>>,
     ) -> ScriptInvocation<'static> {
         let mut inv = self.lease.prepare_invoke();
         inv.key(&k.stream)
@@ -93,7 +94,20 @@ impl Scripts {
             .arg(visibility.as_millis() as u64)
             .arg(interval_us)
             .arg(u8::from(takeover))
-            .arg(PARKED);
+            .arg(PARKED)
+            .arg(DEAD_GRACE.as_millis() as u64);
+        // The live consumers, when a heartbeat has listed them (else all count as alive).
+        match live {
+            Some(live) => {
+                inv.arg(1);
+                for c in live.iter() {
+                    inv.arg(c.as_str());
+                }
+            }
+            None => {
+                inv.arg(0);
+            }
+        }
         inv
     }
 
