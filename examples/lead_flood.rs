@@ -53,8 +53,10 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct LoadArgs {
-    #[arg(long)]
-    proxy: SocketAddr,
+    /// Seawall's listener; several (comma-separated) for a fleet: the leads go round-robin over
+    /// them, the shoppers to the first.
+    #[arg(long, value_delimiter = ',', required = true)]
+    proxy: Vec<SocketAddr>,
     #[arg(long)]
     admin: SocketAddr,
     #[arg(long)]
@@ -81,9 +83,9 @@ struct LoadArgs {
     drain_timeout: f64,
     #[arg(long, default_value_t = 1.2)]
     p99_ratio: f64,
-    /// Seawall is killed (-9) at this second and restarted by the script: leads refused
-    /// meanwhile are not acknowledged (so not counted lost), and the shoppers' latency target
-    /// does not apply.
+    /// Seawall (or, with a fleet, one instance) is killed (-9) at this second by the script:
+    /// leads refused meanwhile are not acknowledged (so not counted lost), and the shoppers'
+    /// latency target does not apply.
     #[arg(long)]
     kill_at: Option<f64>,
     #[arg(long)]
@@ -198,9 +200,10 @@ struct LeadResult {
     receipt: Option<String>,
 }
 
-/// The flood: `count` sign-ups at `rate` from `start`, open loop, each from its own address.
+/// The flood: `count` sign-ups at `rate` from `start`, open loop, each from its own address,
+/// round-robin over `proxies`.
 fn lead_stream(
-    proxy: SocketAddr,
+    proxies: Vec<SocketAddr>,
     start: Instant,
     rate: f64,
     count: u64,
@@ -216,7 +219,10 @@ fn lead_stream(
                 .tcp_nodelay(true)
                 .build()
                 .expect("client");
-            let url = format!("http://{proxy}/api/v1/users/register?ref=SUMMERSALE20");
+            let urls: Vec<String> = proxies
+                .iter()
+                .map(|p| format!("http://{p}/api/v1/users/register?ref=SUMMERSALE20"))
+                .collect();
             let start = tokio::time::Instant::from_std(start);
             let inflight = Arc::new(AtomicUsize::new(0));
             let mut tasks = Vec::with_capacity(count as usize);
@@ -230,7 +236,7 @@ fn lead_stream(
                     "{{\"email\":\"lead-{i}@example.com\",\"company_size\":\"11-50\",\"consent\":true}}"
                 );
                 let req = client
-                    .post(&url)
+                    .post(&urls[i as usize % urls.len()])
                     .header("x-forwarded-for", ip)
                     .header("content-type", "application/json")
                     .body(body);
@@ -335,7 +341,7 @@ fn load(a: LoadArgs) -> i32 {
     let start = Instant::now() + Duration::from_millis(200);
     let start_ms = unix_ms() + 200;
     let (before, flood_end) = (a.before, a.before + flood_s);
-    let url = format!("http://{}/product/", a.proxy);
+    let url = format!("http://{}/product/", a.proxy[0]);
     let shoppers = loadgen::run_stream(
         Schedule {
             start,
@@ -357,7 +363,7 @@ fn load(a: LoadArgs) -> i32 {
         move |c, i| c.get(format!("{url}{}", i % 500)),
     );
     let leads = lead_stream(
-        a.proxy,
+        a.proxy.clone(),
         start + Duration::from_secs_f64(a.before),
         a.flood_rate,
         a.leads,
@@ -562,7 +568,7 @@ fn report(
     if a.kill_at.is_some() {
         target(
             format!(
-                "every acknowledged lead delivered after kill -9 and restart ({} lost)",
+                "every acknowledged lead delivered after the kill -9 ({} lost)",
                 lost.len()
             ),
             lost.is_empty(),
@@ -749,7 +755,7 @@ fn accept(a: AcceptArgs) -> i32 {
     );
     let n = (a.rate * a.rate_seconds) as u64;
     let leads = lead_stream(
-        a.proxy,
+        vec![a.proxy],
         Instant::now() + Duration::from_millis(200),
         a.rate,
         n,
