@@ -43,6 +43,10 @@ enum Cmd {
     App {
         #[arg(long)]
         port: u16,
+        /// Each delivery is answered this long after it arrived (it is recorded on arrival):
+        /// a Seawall killed meanwhile dies holding it.
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
     },
     Load(LoadArgs),
     Accept(AcceptArgs),
@@ -112,7 +116,7 @@ struct AcceptArgs {
 fn main() {
     match Cli::parse().cmd {
         Cmd::Accept(a) => std::process::exit(accept(a)),
-        Cmd::App { port } => app(port),
+        Cmd::App { port, delay_ms } => app(port, Duration::from_millis(delay_ms)),
         Cmd::FreePorts { n } => loadgen::print_free_ports(n),
         Cmd::Load(a) => std::process::exit(load(a)),
     }
@@ -132,7 +136,7 @@ struct Delivery {
     attempt: u32,
 }
 
-fn app(port: u16) {
+fn app(port: u16, delay: Duration) {
     use axum::Router;
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
@@ -157,6 +161,7 @@ fn app(port: u16) {
                     attempt: h(&m, "x-seawall-attempt").parse().unwrap_or(0),
                 };
                 l.lock().unwrap().push(d);
+                tokio::time::sleep(delay).await;
                 (StatusCode::CREATED, "{\"created\":true}\n")
             }),
         )
