@@ -18,15 +18,16 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::StatusCode;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use prometheus::IntCounter;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::ctx::Ctx;
+use crate::json_line::JsonObject;
 use crate::logging::{FIELD_MAX, Throttle, cut};
 
 /// The writer writes once this much is waiting.
@@ -253,70 +254,77 @@ fn writer(s: &Shared) {
     }
 }
 
-fn display<T: std::fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
-}
-
-fn display_opt<T: std::fmt::Display, S: Serializer>(
-    v: &Option<T>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => s.collect_str(v),
-        None => s.serialize_none(),
-    }
-}
-
-#[derive(Serialize)]
+/// One request's access line; the fields are documented in docs/operations.md.
 struct Line<'a> {
-    #[serde(serialize_with = "display")]
-    ts: jiff::Timestamp,
+    /// When the request ended.
+    ts: SystemTime,
     request_id: &'a str,
-    #[serde(serialize_with = "display")]
     client_ip: IpAddr,
     method: &'a str,
     host: &'a str,
     path: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     query: Option<&'a str>,
     protocol: &'static str,
     route: &'a str,
     status: u16,
     upstream: Option<&'a str>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "display_opt"
-    )]
     upstream_addr: Option<std::net::SocketAddr>,
     upstream_outcome: Option<&'static str>,
     /// From choosing a server to the end of its response, as nginx's `$upstream_response_time`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     upstream_ms: Option<f64>,
     /// Set when Seawall answered itself (no route, a limit, a cap, an upstream failure).
     answered_by_seawall: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
     /// The limit that rejected the request.
-    #[serde(skip_serializing_if = "Option::is_none")]
     limit: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     campaign: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     campaign_action: Option<&'a str>,
     /// The receipt of a request a queue stored.
-    #[serde(skip_serializing_if = "Option::is_none")]
     receipt: Option<&'a str>,
     /// An unregistered tag as sent (cut to 64 bytes).
-    #[serde(skip_serializing_if = "Option::is_none")]
     tag: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     user_agent: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     referer: Option<&'a str>,
     duration_ms: f64,
     bytes_sent: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    error: Option<&'a str>,
+}
+
+impl Line<'_> {
+    /// The line as one JSON object (no newline). Optional fields are left out when absent,
+    /// except `upstream` and `upstream_outcome`, which are `null`.
+    fn json(&self, buf: &mut Vec<u8>) {
+        let mut o = JsonObject::new(buf);
+        o.time("ts", self.ts)
+            .str("request_id", self.request_id)
+            .display("client_ip", &self.client_ip)
+            .str("method", self.method)
+            .str("host", self.host)
+            .str("path", self.path)
+            .opt_str("query", self.query)
+            .str("protocol", self.protocol)
+            .str("route", self.route)
+            .uint("status", u64::from(self.status))
+            .str_or_null("upstream", self.upstream);
+        if let Some(a) = &self.upstream_addr {
+            o.display("upstream_addr", a);
+        }
+        o.str_or_null("upstream_outcome", self.upstream_outcome)
+            .opt_float("upstream_ms", self.upstream_ms)
+            .bool("answered_by_seawall", self.answered_by_seawall)
+            .opt_str("reason", self.reason)
+            .opt_str("limit", self.limit)
+            .opt_str("campaign", self.campaign)
+            .opt_str("campaign_action", self.campaign_action)
+            .opt_str("receipt", self.receipt)
+            .opt_str("tag", self.tag)
+            .opt_str("user_agent", self.user_agent)
+            .opt_str("referer", self.referer)
+            .float("duration_ms", self.duration_ms)
+            .uint("bytes_sent", self.bytes_sent as u64)
+            .opt_str("error", self.error);
+        o.end();
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -351,8 +359,10 @@ pub fn write(
     let path = cut(req.uri.path(), 2 * FIELD_MAX);
     let query = req.uri.query().map(|q| cut(q, 2 * FIELD_MAX));
     let host = cut(crate::routing::request_host(req), FIELD_MAX);
+    let error = e.map(|e| e.to_string());
+    let error = error.as_deref().map(|e| cut(e, 2 * FIELD_MAX));
     let line = Line {
-        ts: jiff::Timestamp::now(),
+        ts: SystemTime::now(),
         request_id: ctx.request_id_text(),
         client_ip: ctx.client.ip,
         method: req.method.as_str(),
@@ -384,19 +394,31 @@ pub fn write(
         referer: referer.as_deref(),
         duration_ms: ms(elapsed),
         bytes_sent: session.body_bytes_sent(),
-        error: e.map(|e| cut(&e.to_string(), 2 * FIELD_MAX).into_owned()),
+        error: error.as_deref(),
     };
-    log.write_line(&line);
+    log.write_with(|buf| line.json(buf));
 }
 
 impl AccessLog {
     /// Format `line` as one JSON line (in the worker's reused buffer) and queue it. For lines
     /// other than an ordinary request's (an unreadable request's, see `unreadable`).
     pub fn write_line<T: Serialize>(&self, line: &T) {
+        self.write_with(|buf| {
+            // A failed serialization leaves part of a line: take it out.
+            if serde_json::to_writer(&mut *buf, line).is_err() {
+                buf.clear();
+            }
+        });
+    }
+
+    /// Queue the line `format` writes into the worker's reused buffer (nothing when it writes
+    /// nothing).
+    fn write_with(&self, format: impl FnOnce(&mut Vec<u8>)) {
         LINE.with(|buf| {
             let mut buf = buf.borrow_mut();
             buf.clear();
-            if serde_json::to_writer(&mut *buf, line).is_ok() {
+            format(&mut buf);
+            if !buf.is_empty() {
                 buf.push(b'\n');
                 self.push(&buf);
             }
@@ -407,6 +429,79 @@ impl AccessLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn json(line: &Line<'_>) -> serde_json::Value {
+        let mut buf = Vec::new();
+        line.json(&mut buf);
+        serde_json::from_slice(&buf).unwrap()
+    }
+
+    #[test]
+    fn a_line_has_every_documented_field_and_leaves_out_the_absent_ones() {
+        let ts = std::time::UNIX_EPOCH + Duration::from_micros(1_796_142_510_000_042);
+        let mut line = Line {
+            ts,
+            request_id: "r1",
+            client_ip: "203.0.113.7".parse().unwrap(),
+            method: "POST",
+            host: "shop.test",
+            path: "/api/v1/users/register",
+            query: Some("ref=\"x\""),
+            protocol: "HTTP/1.1",
+            route: "signup",
+            status: 202,
+            upstream: Some("app"),
+            upstream_addr: Some("127.0.0.1:3000".parse().unwrap()),
+            upstream_outcome: Some("ok"),
+            upstream_ms: Some(1.25),
+            answered_by_seawall: false,
+            reason: Some("queued"),
+            limit: Some("per-ip"),
+            campaign: Some("summer-sale"),
+            campaign_action: Some("queue"),
+            receipt: Some("rcpt"),
+            tag: Some("T\u{1}"),
+            user_agent: Some("curl/8"),
+            referer: Some("https://a.test/"),
+            duration_ms: 2.0,
+            bytes_sent: 17,
+            error: Some("e"),
+        };
+        assert_eq!(
+            json(&line),
+            serde_json::json!({
+                "ts": "2026-12-01T16:28:30.000042Z", "request_id": "r1",
+                "client_ip": "203.0.113.7", "method": "POST", "host": "shop.test",
+                "path": "/api/v1/users/register", "query": "ref=\"x\"", "protocol": "HTTP/1.1",
+                "route": "signup", "status": 202, "upstream": "app",
+                "upstream_addr": "127.0.0.1:3000", "upstream_outcome": "ok", "upstream_ms": 1.25,
+                "answered_by_seawall": false, "reason": "queued", "limit": "per-ip",
+                "campaign": "summer-sale", "campaign_action": "queue", "receipt": "rcpt",
+                "tag": "T\u{1}", "user_agent": "curl/8", "referer": "https://a.test/",
+                "duration_ms": 2.0, "bytes_sent": 17, "error": "e",
+            })
+        );
+        (
+            line.query,
+            line.upstream,
+            line.upstream_addr,
+            line.upstream_outcome,
+        ) = (None, None, None, None);
+        (line.upstream_ms, line.reason, line.limit, line.campaign) = (None, None, None, None);
+        (line.campaign_action, line.receipt, line.tag) = (None, None, None);
+        (line.user_agent, line.referer, line.error) = (None, None, None);
+        line.client_ip = "2001:db8::1".parse().unwrap();
+        assert_eq!(
+            json(&line),
+            serde_json::json!({
+                "ts": "2026-12-01T16:28:30.000042Z", "request_id": "r1",
+                "client_ip": "2001:db8::1", "method": "POST", "host": "shop.test",
+                "path": "/api/v1/users/register", "protocol": "HTTP/1.1", "route": "signup",
+                "status": 202, "upstream": null, "upstream_outcome": null,
+                "answered_by_seawall": false, "duration_ms": 2.0, "bytes_sent": 17,
+            })
+        );
+    }
 
     fn counter() -> IntCounter {
         IntCounter::new("dropped", "test").unwrap()

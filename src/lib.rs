@@ -92,6 +92,7 @@ pub mod drain;
 pub mod enqueue;
 pub mod fleet;
 pub mod headers;
+pub mod json_line;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

@@ -72,7 +72,11 @@ pub async fn answer(state: &State, session: &mut ServerSession, e: &Error) {
         let summary = session.request_summary();
         let error = e.to_string();
         state.access_log.write_line(&Line {
-            ts: jiff::Timestamp::now().to_string(),
+            ts: {
+                let mut ts = Vec::with_capacity(27);
+                crate::json_line::rfc3339_micros(&mut ts, std::time::SystemTime::now());
+                String::from_utf8(ts).unwrap_or_default()
+            },
             request_id,
             client_ip: client_ip.as_deref().unwrap_or("-"),
             route: NO_ROUTE,
