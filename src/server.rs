@@ -454,6 +454,9 @@ pub fn run_process(server: Server, state: Arc<State>) -> ! {
     at_exit(move || {
         // Workers stop between deliveries; the stores close (what is queued stays on disk).
         state.background.run(state.queues.shutdown());
+        if let Some(f) = &state.fleet {
+            state.background.run(f.leave());
+        }
         state.access_log.flush_and_stop();
     });
     server.run(RunArgs {

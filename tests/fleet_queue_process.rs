@@ -205,3 +205,71 @@ servers = ["{app}"]
         "{warned}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_exits_leaves_the_instance_list_at_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let [listen, admin, app] = free_addrs();
+    let config = dir.path().join("seawall.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+listen = ["{listen}"]
+admin_listen = "{admin}"
+access_log = false
+upgrade_sock = "{d}/up.sock"
+pid_file = "{d}/pid"
+
+[fleet]
+redis = "{redis}"
+instance = "edge-1"
+timeout = "250ms"
+
+[upstreams.app]
+servers = ["{app}"]
+
+[[routes]]
+name = "all"
+path_prefix = "/"
+upstream = "app"
+"#,
+            d = dir.path().display(),
+            redis = redis.url(),
+        ),
+    )
+    .unwrap();
+    let (mut sw, lines) = run_logged(&["run", "--config", config.to_str().unwrap()]);
+    assert!(
+        line_with(&lines, "seawall is ready", Duration::from_secs(30)).is_some(),
+        "seawall did not start"
+    );
+    let key = "seawall:{instances}:edge-1";
+    assert_eventually!(
+        Duration::from_secs(30),
+        "the heartbeat is in Redis",
+        redis.cmd::<u64>(&["EXISTS", key]) == 1
+    );
+    let ttl_ms: i64 = redis.cmd(&["PTTL", key]);
+    common::process::signal(&sw.0, "-INT");
+    let signalled = Instant::now();
+    let status = sw.0.wait().unwrap();
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(130), "SIGINT's exit: {status:?}");
+    // Without leaving, the key would outlive the process by its TTL (up to 5 s): only a
+    // prompt exit tells the two apart.
+    assert!(
+        took < Duration::from_millis(ttl_ms as u64 / 2),
+        "exiting took {took:?}: too slow to tell leaving from the TTL ({ttl_ms} ms)"
+    );
+    assert_eq!(
+        redis.cmd::<u64>(&["EXISTS", key]),
+        0,
+        "the heartbeat outlived the process: its queue entries wait for the TTL"
+    );
+    let members: Vec<String> = redis.cmd(&["SMEMBERS", "seawall:{instances}"]);
+    assert!(members.is_empty(), "{members:?}");
+}

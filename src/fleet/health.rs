@@ -43,6 +43,9 @@ pub(super) async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                 }
             }
         }
+        if inner.left.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         match tokio::time::timeout(PROBE_TIMEOUT, instances::beat(&inner)).await {
             Ok(Ok(live)) => {
                 inner.metrics.instances.set(live.len() as i64);

@@ -149,6 +149,8 @@ struct Inner {
     durable_queues: AtomicBool,
     /// The queue consumers whose instance heartbeat was live at the last beat.
     live: Arc<instances::LiveConsumers>,
+    /// The process is exiting and has left the instance list: no more heartbeats.
+    left: AtomicBool,
     /// Wakes the background task when a request finds the store down, so the probe starts
     /// after one backoff rather than after the heartbeat's sleep.
     went_down: tokio::sync::Notify,
@@ -241,6 +243,7 @@ impl Fleet {
             last_error: Mutex::new(None),
             durable_queues,
             live: Arc::default(),
+            left: AtomicBool::new(false),
             went_down: tokio::sync::Notify::new(),
             limits: Mutex::new(HashMap::new()),
             late: late::LateAnswers::new(),
@@ -492,6 +495,14 @@ impl Fleet {
     /// persistence for it; when the store is up already, the check's last answer is logged now.
     pub fn serve_durable_queue(&self) {
         self.inner.serve_durable_queue();
+    }
+
+    /// Leave the instance list now and beat no more (a graceful exit, after the queues
+    /// stopped): the other instances take this one's fleet-queue entries over after
+    /// [`DEAD_GRACE`](queue_store::DEAD_GRACE) instead of waiting for the heartbeat to expire.
+    pub async fn leave(&self) {
+        self.inner.left.store(true, Ordering::Release);
+        let _ = tokio::time::timeout(Duration::from_secs(1), instances::leave(&self.inner)).await;
     }
 
     /// The instances whose heartbeat is live, this one included.
