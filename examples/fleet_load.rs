@@ -98,6 +98,10 @@ struct ReportArgs {
     /// that window may still be the fail mode's.
     #[arg(long, default_value_t = 2000.0)]
     grace_ms: f64,
+    /// The `[fleet] timeout`: with `closed`, a 503 outside the outage is the mode's answer to
+    /// one round trip that missed it (a late answer), so only one that came at least this late.
+    #[arg(long, default_value_t = 5.0)]
+    timeout_ms: f64,
 }
 
 fn main() {
@@ -230,11 +234,18 @@ fn read_samples(path: &Path) -> (f64, Vec<Answer>) {
 /// outage, `local` the same, `open` 200 only (nothing is limited), `closed` 503 + Retry-After.
 /// A 429 can still come from the "rejected until" cache in an outage's first milliseconds.
 /// While the store comes back ("recover"), an answer may be either the mode's or Redis's.
-fn allowed(mode: &str, phase: &str, status: u16) -> bool {
+/// Outside the outage, `closed` still answers 503 to a request whose own round trip missed the
+/// timeout (src/fleet/late.rs): allowed when the answer took at least `timeout_ms`.
+fn allowed(mode: &str, phase: &str, s: &Answer, timeout_ms: f64) -> bool {
     match (phase, mode) {
-        ("outage" | "recover", "closed") => matches!(status, 200 | 429 | 503),
-        _ => status == 200 || status == 429,
+        ("outage" | "recover", "closed") => matches!(s.status, 200 | 429 | 503),
+        (_, "closed") if s.status == 503 => late(s, timeout_ms),
+        _ => s.status == 200 || s.status == 429,
     }
+}
+
+fn late(s: &Answer, timeout_ms: f64) -> bool {
+    s.latency_us as f64 >= timeout_ms * 1000.0
 }
 
 fn report(a: ReportArgs) -> i32 {
@@ -267,7 +278,7 @@ fn report(a: ReportArgs) -> i32 {
             .entry(s.status)
             .or_default() += 1;
         lat.push(s.latency_us);
-        if !allowed(&a.mode, p, s.status) && bad.len() < 5 {
+        if !allowed(&a.mode, p, s, a.timeout_ms) && bad.len() < 5 {
             bad.push(*s);
         }
         if s.status == 503 && s.retry_after < 0 {
@@ -276,8 +287,20 @@ fn report(a: ReportArgs) -> i32 {
     }
     let bad_total = answers
         .iter()
-        .filter(|s| !allowed(&a.mode, phase(s), s.status))
+        .filter(|s| !allowed(&a.mode, phase(s), s, a.timeout_ms))
         .count();
+    let late_503 = answers
+        .iter()
+        .filter(|s| {
+            s.status == 503 && matches!(phase(s), "before" | "after") && late(s, a.timeout_ms)
+        })
+        .count();
+    if a.mode == "closed" && late_503 > 0 {
+        println!(
+            "503 outside the outage to a round trip over the {} ms timeout (the mode's answer to a late answer): {late_503}",
+            a.timeout_ms
+        );
+    }
     lat.sort_unstable();
     let sum = loadgen::summarize(lat.iter().copied());
     let dur = answers.last().map_or(0.0, |s| s.t);

@@ -100,6 +100,8 @@ impl State {
             Some(f) => {
                 let opts = crate::fleet::FleetOptions {
                     durable_queues: spec.settings.queues.values().any(|q| q.store.is_redis()),
+                    // Pingora's worker threads (one runtime each) live as long as the process.
+                    worker_connections: true,
                     ..Default::default()
                 };
                 let _in = background.handle().enter();

@@ -75,6 +75,12 @@ pub struct FleetOptions {
     pub probe: Duration,
     /// A fleet queue promises durability: warn when Redis's `appendfsync` cannot keep it.
     pub durable_queues: bool,
+    /// A request on a single-threaded runtime (each of Pingora's worker threads runs one)
+    /// decides its fleet limits on a connection of that thread's own, whose I/O that thread
+    /// drives: no wake-up of the background thread and back on every decision. Only for a
+    /// process whose worker threads live as long as the fleet (the real server): a connection
+    /// made on a runtime that is dropped while its thread goes on would be dead.
+    pub worker_connections: bool,
 }
 
 impl Default for FleetOptions {
@@ -84,6 +90,7 @@ impl Default for FleetOptions {
             heartbeat: Duration::from_secs(1),
             probe: Duration::from_millis(250),
             durable_queues: false,
+            worker_connections: false,
         }
     }
 }
@@ -136,6 +143,9 @@ struct Inner {
     instance: String,
     started_ms: u64,
     conn: ConnectionManager,
+    /// For [`Inner::request_conn`]'s connections, one per worker thread.
+    client: redis::Client,
+    config: ConnectionManagerConfig,
     up: AtomicBool,
     /// A "down" line was logged and no "up" line since: transitions log once, not per request.
     logged_down: AtomicBool,
@@ -222,7 +232,7 @@ impl Fleet {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500))
             .set_number_of_retries(2);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(|e| FleetError(format!("Redis connection: {e}")))?;
         metrics.store_up.set(0);
         let instance = spec.instance.clone().unwrap_or_else(host_name);
@@ -236,6 +246,8 @@ impl Fleet {
             instance,
             started_ms,
             conn,
+            client,
+            config,
             up: AtomicBool::new(false),
             logged_down: AtomicBool::new(false),
             metrics,
@@ -339,7 +351,18 @@ impl Fleet {
         if !self.is_up() {
             return self.fallback(checks, &slots);
         }
-        match self.ask_redis(checks, &slots).await {
+        let (conn, on_worker) = self.inner.request_conn();
+        let mut asked = self.ask_redis(checks, &slots, conn).await;
+        if on_worker && matches!(asked, Err(Failed::Error(_))) {
+            // This thread's connection broke (Redis restarted, say) while the shared one may
+            // be fine: make a new one next time, and ask once more on the shared connection
+            // rather than take the whole store down for this thread's socket.
+            self.inner.forget_worker_conn();
+            asked = self
+                .ask_redis(checks, &slots, self.inner.conn.clone())
+                .await;
+        }
+        match asked {
             Ok(a) => a,
             Err(Failed::Late { sent, error }) => {
                 let timeout = self.inner.spec.timeout;
@@ -380,6 +403,7 @@ impl Fleet {
         &self,
         checks: &[FleetCheck<'_>],
         slots: &[usize],
+        mut conn: ConnectionManager,
     ) -> Result<FleetAnswer, Failed> {
         let settings: Vec<(Params, bool)> = slots
             .iter()
@@ -396,7 +420,6 @@ impl Fleet {
             }
             inv.arg(p.rate_m).arg(p.burst_m).arg(u8::from(*dry_run));
         }
-        let mut conn = self.inner.conn.clone();
         let timeout = self.inner.spec.timeout;
         let sent = Instant::now();
         let reply = tokio::time::timeout(timeout, inv.invoke_async::<Vec<i64>>(&mut conn)).await;
@@ -529,7 +552,54 @@ fn skipped(n: usize) -> Decision {
     }
 }
 
+thread_local! {
+    /// This thread's own connection to each fleet store it decided on ([`Inner::request_conn`]).
+    static WORKER_CONNS: std::cell::RefCell<Vec<(std::sync::Weak<Inner>, ConnectionManager)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl Inner {
+    /// The connection a request's round trip goes on: with
+    /// [`FleetOptions::worker_connections`], on a single-threaded runtime, this thread's own
+    /// (made on first use, lazily: it connects in the background like the shared one);
+    /// otherwise the shared one, whose I/O the background runtime drives. `true` with this
+    /// thread's own.
+    fn request_conn(self: &Arc<Self>) -> (ConnectionManager, bool) {
+        let on_worker = self.opts.worker_connections
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if !on_worker {
+            return (self.conn.clone(), false);
+        }
+        WORKER_CONNS.with(|conns| {
+            let mut conns = conns.borrow_mut();
+            conns.retain(|(store, _)| store.strong_count() > 0);
+            if let Some((_, c)) = conns
+                .iter()
+                .find(|(store, _)| std::ptr::eq(store.as_ptr(), Arc::as_ptr(self)))
+            {
+                return (c.clone(), true);
+            }
+            match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+            {
+                Ok(c) => {
+                    conns.push((Arc::downgrade(self), c.clone()));
+                    (c, true)
+                }
+                Err(_) => (self.conn.clone(), false),
+            }
+        })
+    }
+
+    /// Drop this thread's connection to this store: the next round trip makes a new one.
+    fn forget_worker_conn(self: &Arc<Self>) {
+        WORKER_CONNS.with(|conns| {
+            conns
+                .borrow_mut()
+                .retain(|(store, _)| !std::ptr::eq(store.as_ptr(), Arc::as_ptr(self)));
+        });
+    }
+
     fn serve_durable_queue(&self) {
         if !self.durable_queues.swap(true, Ordering::AcqRel)
             && let Some(w) = self
