@@ -297,7 +297,7 @@ impl Line<'_> {
         let mut o = JsonObject::new(buf);
         o.time("ts", self.ts)
             .str("request_id", self.request_id)
-            .display("client_ip", &self.client_ip)
+            .ip("client_ip", self.client_ip)
             .str("method", self.method)
             .str("host", self.host)
             .str("path", self.path)
@@ -306,8 +306,8 @@ impl Line<'_> {
             .str("route", self.route)
             .uint("status", u64::from(self.status))
             .str_or_null("upstream", self.upstream);
-        if let Some(a) = &self.upstream_addr {
-            o.display("upstream_addr", a);
+        if let Some(a) = self.upstream_addr {
+            o.socket_addr("upstream_addr", a);
         }
         o.str_or_null("upstream_outcome", self.upstream_outcome)
             .opt_float("upstream_ms", self.upstream_ms)

@@ -10,6 +10,7 @@
 
 use std::cell::Cell;
 use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Writes `{"k":v,...}` into `buf`. Keys must be plain ASCII names (they are not escaped);
@@ -76,6 +77,48 @@ impl<'b> JsonObject<'b> {
         let _ = write!(self.buf, "{v}");
         self.buf.push(b'"');
         self
+    }
+
+    /// An address as a string; IPv4 without `fmt` (its `Display` cost about 1,300
+    /// instructions an address in the access line, callgrind).
+    pub fn ip(&mut self, key: &str, ip: IpAddr) -> &mut Self {
+        match ip {
+            IpAddr::V4(v4) => {
+                self.key(key);
+                self.buf.push(b'"');
+                self.ipv4(v4);
+                self.buf.push(b'"');
+                self
+            }
+            IpAddr::V6(_) => self.display(key, &ip),
+        }
+    }
+
+    /// `ADDR:PORT` as a string, IPv4 without `fmt` (IPv6 as `[ADDR]:PORT`).
+    pub fn socket_addr(&mut self, key: &str, a: SocketAddr) -> &mut Self {
+        match a {
+            SocketAddr::V4(v4) => {
+                self.key(key);
+                self.buf.push(b'"');
+                self.ipv4(*v4.ip());
+                self.buf.push(b':');
+                self.buf
+                    .extend_from_slice(itoa::Buffer::new().format(v4.port()).as_bytes());
+                self.buf.push(b'"');
+                self
+            }
+            SocketAddr::V6(_) => self.display(key, &a),
+        }
+    }
+
+    fn ipv4(&mut self, ip: Ipv4Addr) {
+        for (i, octet) in ip.octets().into_iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b'.');
+            }
+            self.buf
+                .extend_from_slice(itoa::Buffer::new().format(octet).as_bytes());
+        }
     }
 
     pub fn uint(&mut self, key: &str, v: u64) -> &mut Self {
@@ -170,10 +213,11 @@ mod tests {
             .opt_str("absent", None)
             .opt_str("present", Some("x"))
             .str_or_null("null", None)
-            .display(
-                "ip",
-                &std::net::IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]),
-            )
+            .display("ip", &IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]))
+            .ip("v4", IpAddr::from([203, 0, 113, 7]))
+            .ip("v6", IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]))
+            .socket_addr("sa4", SocketAddr::from(([10, 0, 0, 255], 8080)))
+            .socket_addr("sa6", "[::1]:443".parse().unwrap())
             .uint("n", u64::MAX)
             .float("f", 1.5)
             .float("whole", 3.0)
@@ -187,14 +231,15 @@ mod tests {
             v,
             serde_json::json!({
                 "s": "a \"quoted\"\n\u{1}é", "present": "x", "null": null,
-                "ip": "2001:db8::1", "n": u64::MAX, "f": 1.5, "whole": 3.0, "nan": null,
+                "ip": "2001:db8::1", "v4": "203.0.113.7", "v6": "2001:db8::1",
+                "sa4": "10.0.0.255:8080", "sa6": "[::1]:443", "n": u64::MAX, "f": 1.5, "whole": 3.0, "nan": null,
                 "b": false,
             })
         );
         assert_eq!(
             text.matches(',').count(),
-            8,
-            "nine members, no empty one: {text}"
+            12,
+            "thirteen members, no empty one: {text}"
         );
         let mut empty = Vec::new();
         JsonObject::new(&mut empty).end();
