@@ -747,6 +747,39 @@ fn accept(a: AcceptArgs) -> i32 {
         );
         (rps, c.errors)
     };
+    // Accept latency at an open-loop rate: tagged POST leads for `rate_seconds`, answered 202.
+    let open_loop = |when: &str| {
+        let n = (a.rate * a.rate_seconds) as u64;
+        let leads = lead_stream(
+            vec![a.proxy],
+            Instant::now() + Duration::from_millis(200),
+            a.rate,
+            n,
+        )
+        .join()
+        .unwrap_or_default();
+        let s = summarize(
+            leads
+                .iter()
+                .filter(|l| l.status == 202)
+                .map(|l| l.latency_us),
+        );
+        println!(
+            "tagged POST leads open loop at {} r/s for {} s, {when}: {} of {} answered 202; accept latency p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.2} ms",
+            a.rate,
+            a.rate_seconds,
+            s.n,
+            leads.len(),
+            s.p50,
+            s.p99,
+            s.p999,
+            s.max
+        );
+        (s, leads.len())
+    };
+    // First on the empty spool, then again after the closed loops left it holding their
+    // entries (the queued route delivers at 1 r/s): a launch's spool is seldom empty.
+    let (fresh, fresh_n) = open_loop("empty spool");
     let rss0 = seawall_rss(&a.pid_file);
     let (plain1, e1) = run("/plain/1");
     let (queued, e2) = run("/queued/1");
@@ -758,32 +791,7 @@ fn accept(a: AcceptArgs) -> i32 {
         rss0 as f64 / 1048576.0,
         seawall_rss(&a.pid_file) as f64 / 1048576.0
     );
-    let n = (a.rate * a.rate_seconds) as u64;
-    let leads = lead_stream(
-        vec![a.proxy],
-        Instant::now() + Duration::from_millis(200),
-        a.rate,
-        n,
-    )
-    .join()
-    .unwrap_or_default();
-    let ok: Vec<u64> = leads
-        .iter()
-        .filter(|l| l.status == 202)
-        .map(|l| l.latency_us)
-        .collect();
-    let s = summarize(ok.iter().copied());
-    println!(
-        "tagged POST leads open loop at {} r/s for {} s: {} of {} answered 202; accept latency p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.2} ms",
-        a.rate,
-        a.rate_seconds,
-        s.n,
-        leads.len(),
-        s.p50,
-        s.p99,
-        s.p999,
-        s.max
-    );
+    let (full, full_n) = open_loop("spool holding the closed loops' entries");
     let mut ok_all = true;
     let mut target = |name: String, met: bool| {
         println!("TARGET {name}: {}", if met { "met" } else { "MISSED" });
@@ -793,17 +801,22 @@ fn accept(a: AcceptArgs) -> i32 {
         format!("queued throughput >= 0.5x plain ({:.2}x)", queued / plain),
         queued >= 0.5 * plain,
     );
-    target(
-        format!("accept p99 at {} r/s <= 10 ms ({:.2} ms)", a.rate, s.p99),
-        s.p99 <= 10.0,
-    );
+    for (when, s) in [("empty spool", &fresh), ("full spool", &full)] {
+        target(
+            format!(
+                "accept p99 at {} r/s <= 10 ms, {when} ({:.2} ms)",
+                a.rate, s.p99
+            ),
+            s.p99 <= 10.0,
+        );
+    }
+    let not_202 = (fresh_n - fresh.n) + (full_n - full.n);
     target(
         format!(
-            "no errors ({} closed-loop, {} open-loop not 202)",
-            e1 + e2 + e3,
-            leads.len() - s.n
+            "no errors ({} closed-loop, {not_202} open-loop not 202)",
+            e1 + e2 + e3
         ),
-        e1 + e2 + e3 == 0 && s.n == leads.len(),
+        e1 + e2 + e3 == 0 && not_202 == 0,
     );
     if ok_all { 0 } else { 3 }
 }
