@@ -389,10 +389,12 @@ impl Store for RedisStore {
             &s.keys,
             &s.consumer,
             max.max(1),
-            s.opts.visibility,
             s.interval_us.load(Ordering::Relaxed),
-            takeover,
-            s.live.get(),
+            scripts::Abandoned {
+                look: takeover,
+                visibility: s.opts.visibility,
+                live: s.live.get(),
+            },
         );
         let reply: redis::Value = match s.call(inv.invoke_async(&mut self.conn())).await {
             Ok(v) => v,

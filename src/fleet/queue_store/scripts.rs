@@ -27,6 +27,16 @@ macro_rules! script {
     }};
 }
 
+/// Whether a lease looks for abandoned entries this time, and how it tells them.
+pub(super) struct Abandoned {
+    pub look: bool,
+    /// Any consumer's entry idle this long is taken over.
+    pub visibility: Duration,
+    /// The live consumers, when a heartbeat has listed them: a consumer not among them is gone
+    /// and its entries are taken over after [`DEAD_GRACE`].
+    pub live: Option<Arc<Vec<String>>>,
+}
+
 /// What one attempt decided, for settle.lua.
 pub(super) enum Settle<'a> {
     Ack {
@@ -79,11 +89,14 @@ impl Scripts {
         k: &QueueKeys,
         consumer: &str,
         max: usize,
-        visibility: Duration,
         interval_us: u64,
-        takeover: bool,
-        live: Option<Arc<Vec<String>>>,
+        abandoned: Abandoned,
     ) -> ScriptInvocation<'static> {
+        let Abandoned {
+            look: takeover,
+            visibility,
+            live,
+        } = abandoned;
         let mut inv = self.lease.prepare_invoke();
         inv.key(&k.stream)
             .key(&k.due)
