@@ -133,6 +133,7 @@ impl Worker {
                 }
                 continue;
             };
+            pacer.sent(mono());
             self.control.in_flight.fetch_add(1, Ordering::SeqCst);
             let attempt = Attempt {
                 name: self.name.clone(),
