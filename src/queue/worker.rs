@@ -66,9 +66,6 @@ impl Worker {
         let mono = move || -> Micros { start.elapsed().as_micros() as u64 };
         let mut pacer = Pacer::new(self.live.load().rate_mrps);
         let mut inflight: JoinSet<Feedback> = JoinSet::new();
-        // How long a lease takes (a decaying maximum of recent ones, µs): the lease starts this
-        // much before its slot, so the delivery goes out on the slot, not a lease's time after.
-        let mut lease_us: Micros = 0;
         self.publish(&pacer);
         loop {
             if self.control.stop.load(Ordering::SeqCst) {
@@ -100,9 +97,8 @@ impl Worker {
             }
             let now = mono();
             let slot = pacer.reserve(now);
-            let lease_at = slot.saturating_sub(lease_us);
-            if lease_at > now {
-                let until = start + Duration::from_micros(lease_at);
+            if slot > now {
+                let until = start + Duration::from_micros(slot);
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => {}
                     _ = self.control.wake.notified() => {
@@ -113,11 +109,7 @@ impl Worker {
                 }
             }
             let wall = self.clock.now_ms();
-            let leasing = mono();
-            let leased = self.store.lease(wall, 1).await;
-            let took = mono() - leasing;
-            lease_us = took.max(lease_us - lease_us / 16);
-            let leased = match leased {
+            let leased = match self.store.lease(wall, 1).await {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::error!(queue = %self.name, error = %e, "queue store cannot be read");
@@ -141,11 +133,6 @@ impl Worker {
                 }
                 continue;
             };
-            // Leased early: wait for the slot itself (at most `lease_us`).
-            let now = mono();
-            if slot > now {
-                tokio::time::sleep_until(start + Duration::from_micros(slot)).await;
-            }
             pacer.sent(mono());
             self.control.in_flight.fetch_add(1, Ordering::SeqCst);
             let attempt = Attempt {
