@@ -86,14 +86,6 @@ impl Pacer {
         }
     }
 
-    /// A delivery went out at `at` (its slot, plus however long the lease took): the next slot
-    /// is at least one interval after it. Without this a send delayed past its slot (a slow
-    /// lease) was followed closely by the next one on time, and the app saw more than `rate`
-    /// in a second (lead-flood: 203 in a sliding second for `rate = "200r/s"`).
-    pub fn sent(&mut self, at: Micros) {
-        self.next_us = self.next_us.max(at + self.interval_us());
-    }
-
     /// The app said when to come back (`Retry-After`): no slot before then.
     pub fn hold_until(&mut self, t: Micros) {
         self.next_us = self.next_us.max(t);
@@ -207,25 +199,6 @@ mod tests {
         let mut slow = Pacer::new(16);
         slow.reserve(0);
         assert_eq!(slow.reserve(0), 62_500_000);
-    }
-
-    #[test]
-    fn a_late_send_pushes_the_next_slot_so_sends_are_never_closer_than_the_interval() {
-        let mut p = Pacer::new(200_000); // 200 r/s: 5 ms apart
-        let mut last: Option<Micros> = None;
-        // Each send goes out after its slot by a varying delay (a lease of 0 to 4.9 ms).
-        for (i, delay) in [4_900u64, 0, 3_000, 0, 0, 4_000, 100]
-            .into_iter()
-            .enumerate()
-        {
-            let slot = p.reserve(S);
-            let at = slot + delay;
-            if let Some(l) = last {
-                assert!(at - l >= 5_000, "send {i} {} us after the last", at - l);
-            }
-            p.sent(at);
-            last = Some(at);
-        }
     }
 
     #[test]

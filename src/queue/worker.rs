@@ -133,7 +133,6 @@ impl Worker {
                 }
                 continue;
             };
-            pacer.sent(mono());
             self.control.in_flight.fetch_add(1, Ordering::SeqCst);
             let attempt = Attempt {
                 name: self.name.clone(),
