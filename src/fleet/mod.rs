@@ -514,12 +514,6 @@ impl Fleet {
         instances::consumer(&self.inner.instance, self.inner.started_ms)
     }
 
-    /// A fleet queue now runs on this store: from here on every (re)connect checks Redis's
-    /// persistence for it; when the store is up already, the check's last answer is logged now.
-    pub fn serve_durable_queue(&self) {
-        self.inner.serve_durable_queue();
-    }
-
     /// Leave the instance list now and beat no more (a graceful exit, after the queues
     /// stopped): the other instances take this one's fleet-queue entries over after
     /// [`DEAD_GRACE`](queue_store::DEAD_GRACE) instead of waiting for the heartbeat to expire.
@@ -573,7 +567,6 @@ impl Inner {
         }
         WORKER_CONNS.with(|conns| {
             let mut conns = conns.borrow_mut();
-            conns.retain(|(store, _)| store.strong_count() > 0);
             if let Some((_, c)) = conns
                 .iter()
                 .find(|(store, _)| std::ptr::eq(store.as_ptr(), Arc::as_ptr(self)))
@@ -583,6 +576,9 @@ impl Inner {
             match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
             {
                 Ok(c) => {
+                    // Stores since dropped (a test's, say) go when a new one comes, not on
+                    // every request.
+                    conns.retain(|(store, _)| store.strong_count() > 0);
                     conns.push((Arc::downgrade(self), c.clone()));
                     (c, true)
                 }
@@ -600,6 +596,8 @@ impl Inner {
         });
     }
 
+    /// A fleet queue now runs on this store: from here on every (re)connect checks Redis's
+    /// persistence for it; when the store is up already, the check's last answer is logged now.
     fn serve_durable_queue(&self) {
         if !self.durable_queues.swap(true, Ordering::AcqRel)
             && let Some(w) = self
