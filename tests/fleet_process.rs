@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::process::{Proc, line_with, run_logged};
+use common::process::{Proc, run_ready, server_section};
 use common::redis::RedisServer;
 use common::{TestUpstream, free_addrs};
 
@@ -32,14 +32,7 @@ fn start(redis: &RedisServer, app: &TestUpstream, name: &str) -> Instance {
     std::fs::write(
         &config,
         format!(
-            r#"[server]
-listen = ["{listen}"]
-admin_listen = "{admin}"
-threads = 2
-access_log = false
-upgrade_sock = "{d}/up.sock"
-pid_file = "{d}/pid"
-
+            r#"{server}
 [fleet]
 redis = "{redis}"
 instance = "{name}"
@@ -60,17 +53,13 @@ upstream = "app"
   nodelay = true
   scope = "fleet"
 "#,
-            d = dir.path().display(),
+            server = server_section(dir.path(), listen, admin),
             redis = redis.url(),
             app = app.addr,
         ),
     )
     .unwrap();
-    let (p, lines) = run_logged(&["run", "--config", config.to_str().unwrap()]);
-    assert!(
-        line_with(&lines, "seawall is ready", Duration::from_secs(30)).is_some(),
-        "seawall {name} did not start"
-    );
+    let (p, lines) = run_ready(&config);
     Instance {
         _proc: p,
         listen,

@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::process::{line_with, run_logged};
+use common::process::{line_with, run_logged, run_ready, server_section};
 use common::redis::RedisServer;
 use common::{TestUpstream, free_addrs};
 
@@ -26,14 +26,7 @@ async fn kill_9_mid_delivery_then_restart_delivers_every_acknowledged_lead() {
     std::fs::write(
         &config,
         format!(
-            r#"[server]
-listen = ["{listen}"]
-admin_listen = "{admin}"
-threads = 2
-access_log = false
-upgrade_sock = "{d}/up.sock"
-pid_file = "{d}/pid"
-
+            r#"{server}
 [fleet]
 redis = "{redis}"
 instance = "edge-1"
@@ -54,20 +47,13 @@ name = "signup"
 path_prefix = "/signup"
 queue = "leads"
 "#,
-            d = dir.path().display(),
+            server = server_section(dir.path(), listen, admin),
             redis = redis.url(),
             app = app.addr,
         ),
     )
     .unwrap();
-    let start = || {
-        let (p, lines) = run_logged(&["run", "--config", config.to_str().unwrap()]);
-        assert!(
-            line_with(&lines, "seawall is ready", Duration::from_secs(30)).is_some(),
-            "seawall did not start"
-        );
-        (p, lines)
-    };
+    let start = || run_ready(&config);
     let (mut first, _lines) = start();
     let http = common::client();
     let mut acked = BTreeSet::new();
@@ -147,13 +133,7 @@ async fn a_fleet_queue_added_by_a_reload_is_warned_about_when_redis_cannot_keep_
     let config = dir.path().join("seawall.toml");
     let write = |queue: bool| {
         let mut c = format!(
-            r#"[server]
-listen = ["{listen}"]
-admin_listen = "{admin}"
-access_log = false
-upgrade_sock = "{d}/up.sock"
-pid_file = "{d}/pid"
-
+            r#"{server}
 [fleet]
 redis = "{redis}"
 timeout = "250ms"
@@ -161,7 +141,7 @@ timeout = "250ms"
 [upstreams.app]
 servers = ["{app}"]
 "#,
-            d = dir.path().display(),
+            server = server_section(dir.path(), listen, admin),
             redis = redis.url(),
         );
         if queue {
@@ -217,13 +197,7 @@ async fn an_instance_that_exits_leaves_the_instance_list_at_once() {
     std::fs::write(
         &config,
         format!(
-            r#"[server]
-listen = ["{listen}"]
-admin_listen = "{admin}"
-access_log = false
-upgrade_sock = "{d}/up.sock"
-pid_file = "{d}/pid"
-
+            r#"{server}
 [fleet]
 redis = "{redis}"
 instance = "edge-1"
@@ -237,16 +211,12 @@ name = "all"
 path_prefix = "/"
 upstream = "app"
 "#,
-            d = dir.path().display(),
+            server = server_section(dir.path(), listen, admin),
             redis = redis.url(),
         ),
     )
     .unwrap();
-    let (mut sw, lines) = run_logged(&["run", "--config", config.to_str().unwrap()]);
-    assert!(
-        line_with(&lines, "seawall is ready", Duration::from_secs(30)).is_some(),
-        "seawall did not start"
-    );
+    let (mut sw, _lines) = run_ready(&config);
     let key = "seawall:{instances}:edge-1";
     assert_eventually!(
         Duration::from_secs(30),

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::process::{line_with, run_logged};
+use common::process::{run_ready, server_section};
 use common::{TestUpstream, free_addr, free_addrs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,14 +22,7 @@ async fn kill_9_mid_flood_loses_no_acknowledged_lead() {
     std::fs::write(
         &config,
         format!(
-            r#"[server]
-listen = ["{listen}"]
-admin_listen = "{admin}"
-threads = 2
-access_log = false
-upgrade_sock = "{d}/up.sock"
-pid_file = "{d}/pid"
-
+            r#"{server}
 [upstreams.app]
 servers = ["{app_addr}"]
 connect_timeout = "200ms"
@@ -44,18 +37,11 @@ retry = {{ initial = "100ms", max = "300ms" }}
 name = "signup"
 queue = "leads"
 "#,
-            d = dir.path().display()
+            server = server_section(dir.path(), listen, admin)
         ),
     )
     .unwrap();
-    let start = || {
-        let (p, lines) = run_logged(&["run", "--config", config.to_str().unwrap()]);
-        assert!(
-            line_with(&lines, "seawall is ready", Duration::from_secs(30)).is_some(),
-            "seawall did not start"
-        );
-        (p, lines)
-    };
+    let start = || run_ready(&config);
     let (mut first, _lines) = start();
     let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let clients: Vec<_> = (0..8)

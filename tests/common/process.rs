@@ -71,3 +71,34 @@ pub fn line_with(
         }
     }
 }
+
+/// The `[server]` table of a real-binary test: `listen`, `admin`, two worker threads, no access
+/// log, and its upgrade socket and pid file in `dir` (so tests never share them).
+pub fn server_section(
+    dir: &Path,
+    listen: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+) -> String {
+    format!(
+        r#"[server]
+listen = ["{listen}"]
+admin_listen = "{admin}"
+threads = 2
+access_log = false
+upgrade_sock = "{d}/up.sock"
+pid_file = "{d}/pid"
+"#,
+        d = dir.display()
+    )
+}
+
+/// `seawall run --config CONFIG`, waited for until it logs that it is ready (30 s at most).
+pub fn run_ready(config: &Path) -> (Proc, std::sync::mpsc::Receiver<String>) {
+    let (p, lines) = run_logged(&["run", "--config", config.to_str().expect("UTF-8 path")]);
+    assert!(
+        line_with(&lines, "seawall is ready", Duration::from_secs(30)).is_some(),
+        "seawall did not start ({})",
+        config.display()
+    );
+    (p, lines)
+}
