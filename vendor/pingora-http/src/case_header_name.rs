@@ -115,11 +115,17 @@ impl IntoCaseHeaderName for Bytes {
     }
 }
 
-fn titled_header_name(header_name: HeaderName) -> CaseHeaderName {
+pub(crate) fn titled_header_name(header_name: HeaderName) -> CaseHeaderName {
     match titled_header_name_str(&header_name) {
         Some(s) => Bytes::from_static(s.as_bytes()).into(),
         None => CaseHeaderName(Repr::Name(header_name)),
     }
+}
+
+/// Seawall: whether `case` is the case `name` is written in when no case is stored for it (the
+/// titled form below, or the lowercase `HeaderName`), so that storing it is not needed.
+pub(crate) fn is_canonical(name: &HeaderName, case: &CaseHeaderName) -> bool {
+    case.as_slice() == titled_header_name_str(name).unwrap_or(name.as_str()).as_bytes()
 }
 
 pub(crate) fn titled_header_name_str(header_name: &HeaderName) -> Option<&'static str> {
@@ -136,6 +142,41 @@ pub(crate) fn titled_header_name_str(header_name: &HeaderName) -> Option<&'stati
         header::HOST => "Host",
         header::SERVER => "Server",
         header::SET_COOKIE => "Set-Cookie",
+        // Seawall: the other names browsers, nginx and common apps send in HTTP/1.1 (the case
+        // map is only made for a name whose case differs from this table; see `HeaderCase`).
+        header::ACCEPT => "Accept",
+        header::ACCEPT_ENCODING => "Accept-Encoding",
+        header::ACCEPT_LANGUAGE => "Accept-Language",
+        header::ACCESS_CONTROL_ALLOW_ORIGIN => "Access-Control-Allow-Origin",
+        header::AUTHORIZATION => "Authorization",
+        header::CONTENT_DISPOSITION => "Content-Disposition",
+        header::CONTENT_LANGUAGE => "Content-Language",
+        header::CONTENT_RANGE => "Content-Range",
+        header::CONTENT_SECURITY_POLICY => "Content-Security-Policy",
+        header::CONTENT_SECURITY_POLICY_REPORT_ONLY => "Content-Security-Policy-Report-Only",
+        header::COOKIE => "Cookie",
+        header::ETAG => "ETag",
+        header::EXPECT => "Expect",
+        header::EXPIRES => "Expires",
+        header::IF_MODIFIED_SINCE => "If-Modified-Since",
+        header::IF_NONE_MATCH => "If-None-Match",
+        header::LAST_MODIFIED => "Last-Modified",
+        header::LINK => "Link",
+        header::LOCATION => "Location",
+        header::ORIGIN => "Origin",
+        header::PRAGMA => "Pragma",
+        header::RANGE => "Range",
+        header::REFERER => "Referer",
+        header::REFERRER_POLICY => "Referrer-Policy",
+        header::RETRY_AFTER => "Retry-After",
+        header::STRICT_TRANSPORT_SECURITY => "Strict-Transport-Security",
+        header::UPGRADE => "Upgrade",
+        header::UPGRADE_INSECURE_REQUESTS => "Upgrade-Insecure-Requests",
+        header::USER_AGENT => "User-Agent",
+        header::VARY => "Vary",
+        header::WWW_AUTHENTICATE => "WWW-Authenticate",
+        header::X_CONTENT_TYPE_OPTIONS => "X-Content-Type-Options",
+        header::X_FRAME_OPTIONS => "X-Frame-Options",
         // TODO: add more const header here to map to their titled case
         // TODO: automatically upper case the first letter?
         _ => {

@@ -61,6 +61,65 @@ This idea is inspaired by hyper @nox
 */
 type CaseMap = HMap<CaseHeaderName>;
 
+// Seawall: the case map is made only once a name arrives in a case other than the one it is
+// written in anyway (`case_header_name::is_canonical`: the titled form for common headers, the
+// lowercase `HeaderName` otherwise). Before, every header kept for HTTP/1 had its name inserted
+// into two `HeaderMap`s, and every clone copied both: for a proxied request whose headers all
+// came in the usual case (a browser, curl, nginx, most apps), the second map only ever held
+// what writing the name would produce again. The wire bytes are unchanged: a name in its
+// canonical case is written in that case, and the first one that is not materializes the map
+// from the headers so far (in the value map's order, so the two stay in step as before).
+#[derive(Debug, Clone)]
+enum HeaderCase {
+    /// No case kept (HTTP/2, built from `Parts`): names are written titled.
+    NotKept,
+    /// Case kept, and every name so far is in its canonical case: no map needed.
+    Canonical,
+    /// Case kept in a map in step with the value map.
+    Map(CaseMap),
+}
+
+impl HeaderCase {
+    fn kept(&self) -> bool {
+        !matches!(self, HeaderCase::NotKept)
+    }
+
+    fn map(&self) -> Option<&CaseMap> {
+        match self {
+            HeaderCase::Map(map) => Some(map),
+            _ => None,
+        }
+    }
+
+    /// The map to record `case` of `name` in, made from `value_map` if `case` is the first
+    /// name not in its canonical case; `None` when there is nothing to record.
+    fn to_record<T>(
+        &mut self,
+        value_map: &HMap<T>,
+        name: &HeaderName,
+        case: &CaseHeaderName,
+    ) -> Result<Option<&mut CaseMap>> {
+        if let HeaderCase::Canonical = self {
+            if case_header_name::is_canonical(name, case) {
+                return Ok(None);
+            }
+            let mut map = CaseMap::try_with_capacity(http_header_map_upper_bound(Some(
+                value_map.len(),
+            )))
+            .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
+            for (n, _) in value_map.iter() {
+                map.try_append(n.clone(), case_header_name::titled_header_name(n.clone()))
+                    .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
+            }
+            *self = HeaderCase::Map(map);
+        }
+        Ok(match self {
+            HeaderCase::Map(map) => Some(map),
+            _ => None,
+        })
+    }
+}
+
 pub enum HeaderNameVariant<'a> {
     Case(&'a CaseHeaderName),
     Titled(&'a str),
@@ -84,7 +143,7 @@ pub enum HeaderNameVariant<'a> {
 #[derive(Debug)]
 pub struct RequestHeader {
     base: ReqParts,
-    header_name_map: Option<CaseMap>,
+    header_name_map: HeaderCase,
     raw_target: RawTarget,
     // whether we send END_STREAM with HEADERS for h2 requests
     send_end_stream: bool,
@@ -152,7 +211,7 @@ impl RequestHeader {
         base.headers.reserve(http_header_map_upper_bound(size_hint));
         RequestHeader {
             base,
-            header_name_map: None,
+            header_name_map: HeaderCase::NotKept,
             raw_target: RawTarget::FromUri,
             send_end_stream: true,
         }
@@ -167,9 +226,7 @@ impl RequestHeader {
         size_hint: Option<usize>,
     ) -> Result<Self> {
         let mut req = Self::build_no_case(method, path, size_hint)?;
-        req.header_name_map = Some(CaseMap::with_capacity(http_header_map_upper_bound(
-            size_hint,
-        )));
+        req.header_name_map = HeaderCase::Canonical;
         Ok(req)
     }
 
@@ -204,7 +261,7 @@ impl RequestHeader {
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while append")?;
         append_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.header_name_map,
             &mut self.base.headers,
             name,
             header_value,
@@ -224,7 +281,7 @@ impl RequestHeader {
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while insert")?;
         insert_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.header_name_map,
             &mut self.base.headers,
             name,
             header_value,
@@ -236,34 +293,34 @@ impl RequestHeader {
     where
         &'a N: 'a + AsHeaderName,
     {
-        remove_header(self.header_name_map.as_mut(), &mut self.base.headers, name)
+        remove_header(&mut self.header_name_map, &mut self.base.headers, name)
     }
 
     /// Write the header to the `buf` in HTTP/1.1 wire format.
     ///
     /// The header case will be preserved.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf)
+        header_to_h1_wire(self.header_name_map.map(), &self.base.headers, buf)
     }
 
     /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
     /// Otherwise returns an empty iterator.
     ///
     /// Headers of the same name are visited in insertion order.
-    pub fn case_header_iter(&self) -> impl Iterator<Item = (&CaseHeaderName, &HeaderValue)> + '_ {
-        case_header_iter(self.header_name_map.as_ref(), &self.base.headers)
+    pub fn case_header_iter(&self) -> impl Iterator<Item = (CaseHeaderName, &HeaderValue)> + '_ {
+        case_header_iter(&self.header_name_map, &self.base.headers)
     }
 
     /// Returns true if the request has case-sensitive headers.
     pub fn has_case(&self) -> bool {
-        self.header_name_map.is_some()
+        self.header_name_map.kept()
     }
 
     pub fn map<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(
         &self,
         mut f: F,
     ) -> Result<()> {
-        let key_map = self.header_name_map.as_ref();
+        let key_map = self.header_name_map.map();
         let value_map = &self.base.headers;
 
         if let Some(key_map) = key_map {
@@ -421,7 +478,7 @@ impl From<ReqParts> for RequestHeader {
     fn from(parts: ReqParts) -> RequestHeader {
         Self {
             base: parts,
-            header_name_map: None,
+            header_name_map: HeaderCase::NotKept,
             // The Uri is the only target available here, so it is the one that serializes.
             raw_target: RawTarget::FromUri,
             send_end_stream: true,
@@ -452,7 +509,7 @@ impl From<RequestHeader> for ReqParts {
 pub struct ResponseHeader {
     base: RespParts,
     // an ordered header map to store the original case of each header name
-    header_name_map: Option<CaseMap>,
+    header_name_map: HeaderCase,
     // the reason phrase of the response, if unset, a default one will be used
     reason_phrase: Option<String>,
 }
@@ -486,7 +543,7 @@ impl From<RespParts> for ResponseHeader {
     fn from(parts: RespParts) -> ResponseHeader {
         Self {
             base: parts,
-            header_name_map: None,
+            header_name_map: HeaderCase::NotKept,
             reason_phrase: None,
         }
     }
@@ -507,9 +564,7 @@ impl From<Box<ResponseHeader>> for Box<RespParts> {
 impl ResponseHeader {
     fn new(size_hint: Option<usize>) -> Self {
         let mut resp_header = Self::new_no_case(size_hint);
-        resp_header.header_name_map = Some(CaseMap::with_capacity(http_header_map_upper_bound(
-            size_hint,
-        )));
+        resp_header.header_name_map = HeaderCase::Canonical;
         resp_header
     }
 
@@ -518,7 +573,7 @@ impl ResponseHeader {
         base.headers.reserve(http_header_map_upper_bound(size_hint));
         ResponseHeader {
             base,
-            header_name_map: None,
+            header_name_map: HeaderCase::NotKept,
             reason_phrase: None,
         }
     }
@@ -558,7 +613,7 @@ impl ResponseHeader {
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while append")?;
         append_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.header_name_map,
             &mut self.base.headers,
             name,
             header_value,
@@ -578,7 +633,7 @@ impl ResponseHeader {
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while insert")?;
         insert_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.header_name_map,
             &mut self.base.headers,
             name,
             header_value,
@@ -590,34 +645,34 @@ impl ResponseHeader {
     where
         &'a N: 'a + AsHeaderName,
     {
-        remove_header(self.header_name_map.as_mut(), &mut self.base.headers, name)
+        remove_header(&mut self.header_name_map, &mut self.base.headers, name)
     }
 
     /// Write the header to the `buf` in HTTP/1.1 wire format.
     ///
     /// The header case will be preserved.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf)
+        header_to_h1_wire(self.header_name_map.map(), &self.base.headers, buf)
     }
 
     /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
     /// Otherwise returns an empty iterator.
     ///
     /// Headers of the same name are visited in insertion order.
-    pub fn case_header_iter(&self) -> impl Iterator<Item = (&CaseHeaderName, &HeaderValue)> + '_ {
-        case_header_iter(self.header_name_map.as_ref(), &self.base.headers)
+    pub fn case_header_iter(&self) -> impl Iterator<Item = (CaseHeaderName, &HeaderValue)> + '_ {
+        case_header_iter(&self.header_name_map, &self.base.headers)
     }
 
     /// Returns true if the response has case-sensitive headers.
     pub fn has_case(&self) -> bool {
-        self.header_name_map.is_some()
+        self.header_name_map.kept()
     }
 
     pub fn map<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(
         &self,
         mut f: F,
     ) -> Result<()> {
-        let key_map = self.header_name_map.as_ref();
+        let key_map = self.header_name_map.map();
         let value_map = &self.base.headers;
 
         if let Some(key_map) = key_map {
@@ -851,7 +906,7 @@ fn http_header_map_upper_bound(size_hint: Option<usize>) -> usize {
 
 #[inline]
 fn append_header_value<T>(
-    name_map: Option<&mut CaseMap>,
+    name_map: &mut HeaderCase,
     value_map: &mut HMap<T>,
     name: impl IntoCaseHeaderName,
     value: T,
@@ -861,7 +916,8 @@ fn append_header_value<T>(
         .into_names()
         .or_err(InvalidHTTPHeader, "invalid header name")?;
     // store the original case in the map
-    if let Some(name_map) = name_map {
+    // Seawall: only once a name is not in its canonical case (see `HeaderCase`).
+    if let Some(name_map) = name_map.to_record(value_map, &header_name, &case_header_name)? {
         // Use the non-panicking `try_append`: the infallible `append` calls
         // `.expect("size overflows MAX_SIZE")` internally, which would abort the
         // process if the case map ever exceeded `http`'s `MAX_SIZE` (1 << 15).
@@ -879,7 +935,7 @@ fn append_header_value<T>(
 
 #[inline]
 fn insert_header_value<T>(
-    name_map: Option<&mut CaseMap>,
+    name_map: &mut HeaderCase,
     value_map: &mut HMap<T>,
     name: impl IntoCaseHeaderName,
     value: T,
@@ -888,7 +944,8 @@ fn insert_header_value<T>(
     let (header_name, case_header_name) = name
         .into_names()
         .or_err(InvalidHTTPHeader, "invalid header name")?;
-    if let Some(name_map) = name_map {
+    // Seawall: only once a name is not in its canonical case (see `HeaderCase`).
+    if let Some(name_map) = name_map.to_record(value_map, &header_name, &case_header_name)? {
         // store the original case in the map
         name_map.insert(header_name.clone(), case_header_name);
     }
@@ -899,7 +956,7 @@ fn insert_header_value<T>(
 // the &N here is to avoid clone(). None Copy type like String can impl AsHeaderName
 #[inline]
 fn remove_header<'a, T, N: ?Sized>(
-    name_map: Option<&mut CaseMap>,
+    name_map: &mut HeaderCase,
     value_map: &mut HMap<T>,
     name: &'a N,
 ) -> Option<T>
@@ -908,7 +965,7 @@ where
 {
     let removed = value_map.remove(name);
     if removed.is_some() {
-        if let Some(name_map) = name_map {
+        if let HeaderCase::Map(name_map) = name_map {
             name_map.remove(name);
         }
     }
@@ -1018,12 +1075,15 @@ fn header_to_h1_wire(key_map: Option<&CaseMap>, value_map: &HMap, buf: &mut impl
     const HEADER_KV_DELIMITER: &[u8; 2] = b": ";
 
     if let Some(key_map) = key_map {
-        case_header_iter(key_map.into(), value_map).for_each(|(case_header, val)| {
+        // Seawall: zipped here, as `case_header_iter` now returns names by value.
+        for ((h1, case_header), (h2, val)) in key_map.iter().zip(value_map.iter()) {
+            // in case the header iteration order changes in future versions of HMap
+            assert_eq!(h1, h2, "header iter mismatch {}, {}", h1, h2);
             buf.put_slice(case_header.as_slice());
             buf.put_slice(HEADER_KV_DELIMITER);
             buf.put_slice(val.as_ref());
             buf.put_slice(CRLF);
-        });
+        }
     } else {
         for (header, value) in value_map {
             let titled_header =
@@ -1036,26 +1096,132 @@ fn header_to_h1_wire(key_map: Option<&CaseMap>, value_map: &HMap, buf: &mut impl
     }
 }
 
+// Seawall: the names are returned by value, as a canonical name has no stored one.
 #[inline]
 fn case_header_iter<'a>(
-    name_map: Option<&'a CaseMap>,
+    name_map: &'a HeaderCase,
     value_map: &'a HMap,
-) -> impl Iterator<Item = (&'a CaseHeaderName, &'a HeaderValue)> + 'a {
-    name_map.into_iter().flat_map(|name_map| {
+) -> impl Iterator<Item = (CaseHeaderName, &'a HeaderValue)> + 'a {
+    let (stored, canonical) = match name_map {
+        HeaderCase::NotKept => (None, None),
+        HeaderCase::Canonical => (None, Some(value_map)),
+        HeaderCase::Map(map) => (Some(map), None),
+    };
+    let stored = stored.into_iter().flat_map(move |name_map| {
         name_map
             .iter()
             .zip(value_map.iter())
             .map(|((h1, name), (h2, value))| {
                 // in case the header iteration order changes in future versions of HMap
                 assert_eq!(h1, h2, "header iter mismatch {}, {}", h1, h2);
-                (name, value)
+                (name.clone(), value)
             })
-    })
+    });
+    let canonical = canonical.into_iter().flat_map(|value_map| {
+        value_map
+            .iter()
+            .map(|(name, value)| (case_header_name::titled_header_name(name.clone()), value))
+    });
+    stored.chain(canonical)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Seawall: the case map is made lazily (`HeaderCase`).
+    fn wire(req: &RequestHeader) -> String {
+        let mut buf: Vec<u8> = vec![];
+        req.header_to_h1_wire(&mut buf);
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn names_in_their_usual_case_need_no_case_map() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for (name, value) in [("Host", "a"), ("User-Agent", "curl"), ("Accept", "*/*")] {
+            req.append_header(bytes::Bytes::copy_from_slice(name.as_bytes()), value)
+                .unwrap();
+        }
+        req.insert_header(HeaderName::from_static("x-request-id"), "1")
+            .unwrap();
+        req.insert_header(http::header::CONTENT_SECURITY_POLICY, "x")
+            .unwrap();
+        assert!(matches!(req.header_name_map, HeaderCase::Canonical));
+        assert!(req.has_case());
+        let clone = req.clone();
+        assert!(matches!(clone.header_name_map, HeaderCase::Canonical));
+        assert_eq!(
+            wire(&clone),
+            "Host: a\r\nUser-Agent: curl\r\nAccept: */*\r\nx-request-id: 1\r\n\
+             Content-Security-Policy: x\r\n"
+        );
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.append_header("Server", "nginx").unwrap();
+        resp.append_header("ETag", "\"1\"").unwrap();
+        resp.append_header("Last-Modified", "x").unwrap();
+        assert!(matches!(resp.header_name_map, HeaderCase::Canonical));
+    }
+
+    #[test]
+    fn the_first_name_in_another_case_keeps_every_case_on_the_wire() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("Host", "a").unwrap();
+        req.append_header("Set-Cookie", "1").unwrap();
+        req.append_header("x-custom", "2").unwrap();
+        assert!(matches!(req.header_name_map, HeaderCase::Canonical));
+        req.append_header("set-COOKIE", "3").unwrap();
+        assert!(matches!(req.header_name_map, HeaderCase::Map(_)));
+        req.append_header("X-Custom", "4").unwrap();
+        req.insert_header("hOST", "b").unwrap();
+        assert_eq!(
+            wire(&req),
+            "hOST: b\r\nSet-Cookie: 1\r\nset-COOKIE: 3\r\nx-custom: 2\r\nX-Custom: 4\r\n"
+        );
+        let names: Vec<_> = req
+            .case_header_iter()
+            .map(|(n, _)| String::from_utf8(n.as_slice().to_vec()).unwrap())
+            .collect();
+        assert_eq!(names, ["hOST", "Set-Cookie", "set-COOKIE", "x-custom", "X-Custom"]);
+        req.remove_header("set-cookie");
+        assert_eq!(wire(&req), "hOST: b\r\nx-custom: 2\r\nX-Custom: 4\r\n");
+    }
+
+    /// The lazily made map writes exactly what a map kept from the start writes, over a long
+    /// pseudo-random run of appends, inserts and removes in mixed case.
+    #[test]
+    fn a_lazy_case_map_writes_what_an_eager_one_writes() {
+        let names = ["Host", "host", "HOST", "x-a", "X-A", "Set-Cookie", "set-cookie", "ETag", "etag", "x-b"];
+        let mut seed: u64 = 0x9e3779b97f4a7c15;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for round in 0..200 {
+            let mut lazy = RequestHeader::build("GET", b"/", None).unwrap();
+            let mut eager = RequestHeader::build("GET", b"/", None).unwrap();
+            eager.header_name_map = HeaderCase::Map(CaseMap::default());
+            for step in 0..(1 + next(30)) {
+                let name = names[next(names.len() as u64) as usize];
+                let value = format!("{round}-{step}");
+                match next(4) {
+                    0 | 1 => {
+                        lazy.append_header(name, value.as_str()).unwrap();
+                        eager.append_header(name, value.as_str()).unwrap();
+                    }
+                    2 => {
+                        lazy.insert_header(name, value.as_str()).unwrap();
+                        eager.insert_header(name, value.as_str()).unwrap();
+                    }
+                    _ => {
+                        assert_eq!(lazy.remove_header(name), eager.remove_header(name));
+                    }
+                }
+                assert_eq!(wire(&lazy), wire(&eager), "round {round} step {step}");
+                assert_eq!(wire(&lazy.clone()), wire(&eager));
+            }
+        }
+    }
 
     #[test]
     fn header_map_upper_bound() {
