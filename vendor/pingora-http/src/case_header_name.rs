@@ -58,17 +58,25 @@ impl CaseHeaderName {
 pub trait IntoCaseHeaderName {
     fn into_case_header_name(self) -> CaseHeaderName;
 
-    /// Seawall: the `HeaderName` and its case. By default the case name is parsed; a
-    /// `HeaderName` is used as it is, not parsed again from its own bytes (which for a custom
-    /// name also allocated a copy).
-    fn into_names(self) -> std::result::Result<(HeaderName, CaseHeaderName), InvalidHeaderName>
+    /// Seawall: the `HeaderName`, and the case it was given in. A name given as bytes or a
+    /// string has its case (parsed once); a `HeaderName` carries none ([`NameCase::Neutral`]) and
+    /// is used as it is, not parsed again from its own bytes.
+    fn into_names(self) -> std::result::Result<(HeaderName, NameCase), InvalidHeaderName>
     where
         Self: Sized,
     {
         let case = self.into_case_header_name();
         let name = HeaderName::from_bytes(case.as_slice())?;
-        Ok((name, case))
+        Ok((name, NameCase::Given(case)))
     }
+}
+
+/// Seawall: the case a header name was given in.
+pub enum NameCase {
+    /// As bytes or a string: this case is kept on the wire.
+    Given(CaseHeaderName),
+    /// As a `HeaderName`: no case of its own; written as the header's other names are.
+    Neutral,
 }
 
 impl IntoCaseHeaderName for CaseHeaderName {
@@ -94,8 +102,8 @@ impl IntoCaseHeaderName for HeaderName {
         titled_header_name(self)
     }
 
-    fn into_names(self) -> std::result::Result<(HeaderName, CaseHeaderName), InvalidHeaderName> {
-        Ok((self.clone(), titled_header_name(self)))
+    fn into_names(self) -> std::result::Result<(HeaderName, NameCase), InvalidHeaderName> {
+        Ok((self, NameCase::Neutral))
     }
 }
 
@@ -104,8 +112,8 @@ impl IntoCaseHeaderName for &HeaderName {
         titled_header_name(self.clone())
     }
 
-    fn into_names(self) -> std::result::Result<(HeaderName, CaseHeaderName), InvalidHeaderName> {
-        Ok((self.clone(), titled_header_name(self.clone())))
+    fn into_names(self) -> std::result::Result<(HeaderName, NameCase), InvalidHeaderName> {
+        Ok((self.clone(), NameCase::Neutral))
     }
 }
 
@@ -122,10 +130,70 @@ pub(crate) fn titled_header_name(header_name: HeaderName) -> CaseHeaderName {
     }
 }
 
-/// Seawall: whether `case` is the case `name` is written in when no case is stored for it (the
-/// titled form below, or the lowercase `HeaderName`), so that storing it is not needed.
-pub(crate) fn is_canonical(name: &HeaderName, case: &CaseHeaderName) -> bool {
-    case.as_slice() == titled_header_name_str(name).unwrap_or(name.as_str()).as_bytes()
+/// Seawall: whether `case` is `name` in lowercase (as a `HeaderName` holds it).
+pub(crate) fn is_lowercase(name: &HeaderName, case: &[u8]) -> bool {
+    case == name.as_str().as_bytes()
+}
+
+/// Seawall: the title case of a (lowercase) name: its first letter and each one after a `-`
+/// in upper case (`x-request-id` -> `X-Request-Id`), except the few names conventionally
+/// spelled otherwise.
+fn title_exception(name: &HeaderName) -> Option<&'static str> {
+    match *name {
+        header::ETAG => Some("ETag"),
+        header::WWW_AUTHENTICATE => Some("WWW-Authenticate"),
+        _ => None,
+    }
+}
+
+fn title_byte(lower: &[u8], i: usize) -> u8 {
+    if i == 0 || lower[i - 1] == b'-' {
+        lower[i].to_ascii_uppercase()
+    } else {
+        lower[i]
+    }
+}
+
+/// Seawall: whether `case` is the title case of `name`.
+pub(crate) fn is_title_case(name: &HeaderName, case: &[u8]) -> bool {
+    if let Some(t) = title_exception(name) {
+        return case == t.as_bytes();
+    }
+    let lower = name.as_str().as_bytes();
+    case.len() == lower.len() && (0..lower.len()).all(|i| case[i] == title_byte(lower, i))
+}
+
+/// Seawall: writes the title case of `name` to `buf`.
+pub(crate) fn put_title_case(name: &HeaderName, buf: &mut impl bytes::BufMut) {
+    if let Some(t) = title_exception(name) {
+        return buf.put_slice(t.as_bytes());
+    }
+    let lower = name.as_str().as_bytes();
+    let mut chunk = [0u8; 64];
+    let mut start = 0;
+    while start < lower.len() {
+        let end = (start + chunk.len()).min(lower.len());
+        for i in start..end {
+            chunk[i - start] = title_byte(lower, i);
+        }
+        buf.put_slice(&chunk[..end - start]);
+        start = end;
+    }
+}
+
+/// Seawall: the title case of `name`, as a `CaseHeaderName`.
+pub(crate) fn title_case_name(name: &HeaderName) -> CaseHeaderName {
+    if let Some(t) = title_exception(name) {
+        return Bytes::from_static(t.as_bytes()).into();
+    }
+    let mut v = Vec::with_capacity(name.as_str().len());
+    put_title_case(name, &mut v);
+    Bytes::from(v).into()
+}
+
+/// Seawall: `name` in lowercase, as a `CaseHeaderName` (no copy).
+pub(crate) fn lowercase_name(name: &HeaderName) -> CaseHeaderName {
+    CaseHeaderName(Repr::Name(name.clone()))
 }
 
 pub(crate) fn titled_header_name_str(header_name: &HeaderName) -> Option<&'static str> {
@@ -142,41 +210,6 @@ pub(crate) fn titled_header_name_str(header_name: &HeaderName) -> Option<&'stati
         header::HOST => "Host",
         header::SERVER => "Server",
         header::SET_COOKIE => "Set-Cookie",
-        // Seawall: the other names browsers, nginx and common apps send in HTTP/1.1 (the case
-        // map is only made for a name whose case differs from this table; see `HeaderCase`).
-        header::ACCEPT => "Accept",
-        header::ACCEPT_ENCODING => "Accept-Encoding",
-        header::ACCEPT_LANGUAGE => "Accept-Language",
-        header::ACCESS_CONTROL_ALLOW_ORIGIN => "Access-Control-Allow-Origin",
-        header::AUTHORIZATION => "Authorization",
-        header::CONTENT_DISPOSITION => "Content-Disposition",
-        header::CONTENT_LANGUAGE => "Content-Language",
-        header::CONTENT_RANGE => "Content-Range",
-        header::CONTENT_SECURITY_POLICY => "Content-Security-Policy",
-        header::CONTENT_SECURITY_POLICY_REPORT_ONLY => "Content-Security-Policy-Report-Only",
-        header::COOKIE => "Cookie",
-        header::ETAG => "ETag",
-        header::EXPECT => "Expect",
-        header::EXPIRES => "Expires",
-        header::IF_MODIFIED_SINCE => "If-Modified-Since",
-        header::IF_NONE_MATCH => "If-None-Match",
-        header::LAST_MODIFIED => "Last-Modified",
-        header::LINK => "Link",
-        header::LOCATION => "Location",
-        header::ORIGIN => "Origin",
-        header::PRAGMA => "Pragma",
-        header::RANGE => "Range",
-        header::REFERER => "Referer",
-        header::REFERRER_POLICY => "Referrer-Policy",
-        header::RETRY_AFTER => "Retry-After",
-        header::STRICT_TRANSPORT_SECURITY => "Strict-Transport-Security",
-        header::UPGRADE => "Upgrade",
-        header::UPGRADE_INSECURE_REQUESTS => "Upgrade-Insecure-Requests",
-        header::USER_AGENT => "User-Agent",
-        header::VARY => "Vary",
-        header::WWW_AUTHENTICATE => "WWW-Authenticate",
-        header::X_CONTENT_TYPE_OPTIONS => "X-Content-Type-Options",
-        header::X_FRAME_OPTIONS => "X-Frame-Options",
         // TODO: add more const header here to map to their titled case
         // TODO: automatically upper case the first letter?
         _ => {
@@ -201,13 +234,35 @@ mod tests {
         let custom = HeaderName::from_static("x-request-id");
         let (name, case) = custom.clone().into_names().unwrap();
         assert_eq!(name, custom);
-        assert_eq!(case.as_slice(), b"x-request-id");
+        assert!(matches!(case, NameCase::Neutral));
         let (name, case) = (&header::SERVER).into_names().unwrap();
         assert_eq!(name, header::SERVER);
-        assert_eq!(case.as_slice(), b"Server");
+        assert!(matches!(case, NameCase::Neutral));
         let (name, case) = "X-Foo".into_names().unwrap();
         assert_eq!(name.as_str(), "x-foo");
-        assert_eq!(case.as_slice(), b"X-Foo");
+        assert!(matches!(case, NameCase::Given(c) if c.as_slice() == b"X-Foo"));
         assert!("bad name".into_names().is_err());
+    }
+
+    #[test]
+    fn title_case() {
+        let t = |n: &str| {
+            let name = HeaderName::from_bytes(n.as_bytes()).unwrap();
+            let mut v = vec![];
+            put_title_case(&name, &mut v);
+            assert_eq!(title_case_name(&name).as_slice(), &v[..]);
+            assert!(is_title_case(&name, &v));
+            String::from_utf8(v).unwrap()
+        };
+        assert_eq!(t("x-request-id"), "X-Request-Id");
+        assert_eq!(t("etag"), "ETag");
+        assert_eq!(t("content-security-policy"), "Content-Security-Policy");
+        assert_eq!(t("-x--y"), "-X--Y");
+        let long = format!("x-{}", "ab-".repeat(40));
+        assert_eq!(t(&long), format!("X-{}", "Ab-".repeat(40)));
+        assert!(!is_title_case(&header::ETAG, b"Etag"));
+        assert!(!is_title_case(&header::HOST, b"host"));
+        assert!(is_lowercase(&header::HOST, b"host"));
+        assert!(!is_lowercase(&header::HOST, b"Host"));
     }
 }

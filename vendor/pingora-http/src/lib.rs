@@ -42,7 +42,7 @@ pub mod authority;
 use authority::{raw_target_authority, RawTargetAuthority};
 
 mod case_header_name;
-use case_header_name::CaseHeaderName;
+use case_header_name::{CaseHeaderName, NameCase};
 pub use case_header_name::IntoCaseHeaderName;
 
 pub mod prelude {
@@ -61,22 +61,73 @@ This idea is inspaired by hyper @nox
 */
 type CaseMap = HMap<CaseHeaderName>;
 
-// Seawall: the case map is made only once a name arrives in a case other than the one it is
-// written in anyway (`case_header_name::is_canonical`: the titled form for common headers, the
-// lowercase `HeaderName` otherwise). Before, every header kept for HTTP/1 had its name inserted
-// into two `HeaderMap`s, and every clone copied both: for a proxied request whose headers all
-// came in the usual case (a browser, curl, nginx, most apps), the second map only ever held
-// what writing the name would produce again. The wire bytes are unchanged: a name in its
-// canonical case is written in that case, and the first one that is not materializes the map
-// from the headers so far (in the value map's order, so the two stay in step as before).
+// Seawall: the case map is made only once a name arrives in a case the header's other names
+// do not share. Before, every header kept for HTTP/1 had its name inserted into two `HeaderMap`s
+// (values, and original case), and every clone copied both; for a header whose names all came
+// in one style (all lowercase, as hyper, uvicorn and HTTP/2-minded stacks send them, or all in
+// title case, as curl, nginx and Go do), the second map only held what writing the name in that
+// style produces again. Names given with a case (bytes, strings: everything parsed) are written
+// exactly as they came, as before. A name given as a `HeaderName` has no case of its own: it is
+// written in the header's style, or as before (`titled_header_name`) once the map exists or
+// when no name has set a style.
 #[derive(Debug, Clone)]
 enum HeaderCase {
     /// No case kept (HTTP/2, built from `Parts`): names are written titled.
     NotKept,
-    /// Case kept, and every name so far is in its canonical case: no map needed.
-    Canonical,
+    /// Case kept, and every name given with a case so far is in `Style`: no map needed.
+    Uniform(Style),
     /// Case kept in a map in step with the value map.
     Map(CaseMap),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    /// No name given with a case yet: written as `titled_header_name` does.
+    Undecided,
+    /// `x-request-id`
+    Lowercase,
+    /// `X-Request-Id` (`case_header_name::is_title_case`)
+    TitleCase,
+}
+
+impl Style {
+    fn of(name: &HeaderName, case: &[u8]) -> Option<Style> {
+        if case_header_name::is_lowercase(name, case) {
+            Some(Style::Lowercase)
+        } else if case_header_name::is_title_case(name, case) {
+            Some(Style::TitleCase)
+        } else {
+            None
+        }
+    }
+
+    fn fits(self, name: &HeaderName, case: &[u8]) -> bool {
+        match self {
+            Style::Undecided => false,
+            Style::Lowercase => case_header_name::is_lowercase(name, case),
+            Style::TitleCase => case_header_name::is_title_case(name, case),
+        }
+    }
+
+    fn name(self, name: &HeaderName) -> CaseHeaderName {
+        match self {
+            Style::Undecided => case_header_name::titled_header_name(name.clone()),
+            Style::Lowercase => case_header_name::lowercase_name(name),
+            Style::TitleCase => case_header_name::title_case_name(name),
+        }
+    }
+
+    fn put(self, name: &HeaderName, buf: &mut impl BufMut) {
+        match self {
+            Style::Undecided => buf.put_slice(
+                case_header_name::titled_header_name_str(name)
+                    .unwrap_or(name.as_str())
+                    .as_bytes(),
+            ),
+            Style::Lowercase => buf.put_slice(name.as_str().as_bytes()),
+            Style::TitleCase => case_header_name::put_title_case(name, buf),
+        }
+    }
 }
 
 impl HeaderCase {
@@ -91,30 +142,57 @@ impl HeaderCase {
         }
     }
 
-    /// The map to record `case` of `name` in, made from `value_map` if `case` is the first
-    /// name not in its canonical case; `None` when there is nothing to record.
+    /// The style names are written in when no map is kept.
+    fn style(&self) -> Style {
+        match self {
+            HeaderCase::Uniform(style) => *style,
+            _ => Style::Undecided,
+        }
+    }
+
+    /// The map to record the case of `name` in, and the case to record; made from `value_map`
+    /// if this is the first name given in a case the others do not share. `None` when there is
+    /// nothing to record.
     fn to_record<T>(
         &mut self,
         value_map: &HMap<T>,
         name: &HeaderName,
-        case: &CaseHeaderName,
-    ) -> Result<Option<&mut CaseMap>> {
-        if let HeaderCase::Canonical = self {
-            if case_header_name::is_canonical(name, case) {
+        case: NameCase,
+    ) -> Result<Option<(&mut CaseMap, CaseHeaderName)>> {
+        if let HeaderCase::Uniform(style) = self {
+            let NameCase::Given(given) = &case else {
+                return Ok(None);
+            };
+            let given = given.as_slice();
+            if style.fits(name, given) {
                 return Ok(None);
             }
+            // The first name given with a case sets the style, unless it fits none.
+            if *style == Style::Undecided {
+                if let Some(s) = Style::of(name, given) {
+                    *style = s;
+                    return Ok(None);
+                }
+            }
+            let style = *style;
             let mut map = CaseMap::try_with_capacity(http_header_map_upper_bound(Some(
                 value_map.len(),
             )))
             .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
             for (n, _) in value_map.iter() {
-                map.try_append(n.clone(), case_header_name::titled_header_name(n.clone()))
+                map.try_append(n.clone(), style.name(n))
                     .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
             }
             *self = HeaderCase::Map(map);
         }
         Ok(match self {
-            HeaderCase::Map(map) => Some(map),
+            HeaderCase::Map(map) => {
+                let case = match case {
+                    NameCase::Given(c) => c,
+                    NameCase::Neutral => case_header_name::titled_header_name(name.clone()),
+                };
+                Some((map, case))
+            }
             _ => None,
         })
     }
@@ -226,7 +304,7 @@ impl RequestHeader {
         size_hint: Option<usize>,
     ) -> Result<Self> {
         let mut req = Self::build_no_case(method, path, size_hint)?;
-        req.header_name_map = HeaderCase::Canonical;
+        req.header_name_map = HeaderCase::Uniform(Style::Undecided);
         Ok(req)
     }
 
@@ -300,7 +378,7 @@ impl RequestHeader {
     ///
     /// The header case will be preserved.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(self.header_name_map.map(), &self.base.headers, buf)
+        header_to_h1_wire(&self.header_name_map, &self.base.headers, buf)
     }
 
     /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
@@ -333,10 +411,18 @@ impl RequestHeader {
                 f(HeaderNameVariant::Case(case_header), val)?;
             }
         } else {
+            // Seawall: in the header's style (see `HeaderCase`).
+            let style = self.header_name_map.style();
             for (header, value) in value_map {
-                let titled_header =
-                    case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
-                f(HeaderNameVariant::Titled(titled_header), value)?;
+                match style {
+                    Style::Undecided => {
+                        let titled_header = case_header_name::titled_header_name_str(header)
+                            .unwrap_or(header.as_str());
+                        f(HeaderNameVariant::Titled(titled_header), value)?;
+                    }
+                    Style::Lowercase => f(HeaderNameVariant::Titled(header.as_str()), value)?,
+                    Style::TitleCase => f(HeaderNameVariant::Case(&style.name(header)), value)?,
+                }
             }
         }
 
@@ -564,7 +650,7 @@ impl From<Box<ResponseHeader>> for Box<RespParts> {
 impl ResponseHeader {
     fn new(size_hint: Option<usize>) -> Self {
         let mut resp_header = Self::new_no_case(size_hint);
-        resp_header.header_name_map = HeaderCase::Canonical;
+        resp_header.header_name_map = HeaderCase::Uniform(Style::Undecided);
         resp_header
     }
 
@@ -652,7 +738,7 @@ impl ResponseHeader {
     ///
     /// The header case will be preserved.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(self.header_name_map.map(), &self.base.headers, buf)
+        header_to_h1_wire(&self.header_name_map, &self.base.headers, buf)
     }
 
     /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
@@ -685,10 +771,18 @@ impl ResponseHeader {
                 f(HeaderNameVariant::Case(case_header), val)?;
             }
         } else {
+            // Seawall: in the header's style (see `HeaderCase`).
+            let style = self.header_name_map.style();
             for (header, value) in value_map {
-                let titled_header =
-                    case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
-                f(HeaderNameVariant::Titled(titled_header), value)?;
+                match style {
+                    Style::Undecided => {
+                        let titled_header = case_header_name::titled_header_name_str(header)
+                            .unwrap_or(header.as_str());
+                        f(HeaderNameVariant::Titled(titled_header), value)?;
+                    }
+                    Style::Lowercase => f(HeaderNameVariant::Titled(header.as_str()), value)?,
+                    Style::TitleCase => f(HeaderNameVariant::Case(&style.name(header)), value)?,
+                }
             }
         }
 
@@ -916,8 +1010,10 @@ fn append_header_value<T>(
         .into_names()
         .or_err(InvalidHTTPHeader, "invalid header name")?;
     // store the original case in the map
-    // Seawall: only once a name is not in its canonical case (see `HeaderCase`).
-    if let Some(name_map) = name_map.to_record(value_map, &header_name, &case_header_name)? {
+    // Seawall: only once the names' case is not uniform (see `HeaderCase`).
+    if let Some((name_map, case_header_name)) =
+        name_map.to_record(value_map, &header_name, case_header_name)?
+    {
         // Use the non-panicking `try_append`: the infallible `append` calls
         // `.expect("size overflows MAX_SIZE")` internally, which would abort the
         // process if the case map ever exceeded `http`'s `MAX_SIZE` (1 << 15).
@@ -944,8 +1040,10 @@ fn insert_header_value<T>(
     let (header_name, case_header_name) = name
         .into_names()
         .or_err(InvalidHTTPHeader, "invalid header name")?;
-    // Seawall: only once a name is not in its canonical case (see `HeaderCase`).
-    if let Some(name_map) = name_map.to_record(value_map, &header_name, &case_header_name)? {
+    // Seawall: only once the names' case is not uniform (see `HeaderCase`).
+    if let Some((name_map, case_header_name)) =
+        name_map.to_record(value_map, &header_name, case_header_name)?
+    {
         // store the original case in the map
         name_map.insert(header_name.clone(), case_header_name);
     }
@@ -1070,11 +1168,11 @@ fn normalize_field_value(raw: bytes::Bytes) -> bytes::Bytes {
 }
 
 #[inline]
-fn header_to_h1_wire(key_map: Option<&CaseMap>, value_map: &HMap, buf: &mut impl BufMut) {
+fn header_to_h1_wire(key_map: &HeaderCase, value_map: &HMap, buf: &mut impl BufMut) {
     const CRLF: &[u8; 2] = b"\r\n";
     const HEADER_KV_DELIMITER: &[u8; 2] = b": ";
 
-    if let Some(key_map) = key_map {
+    if let Some(key_map) = key_map.map() {
         // Seawall: zipped here, as `case_header_iter` now returns names by value.
         for ((h1, case_header), (h2, val)) in key_map.iter().zip(value_map.iter()) {
             // in case the header iteration order changes in future versions of HMap
@@ -1085,10 +1183,10 @@ fn header_to_h1_wire(key_map: Option<&CaseMap>, value_map: &HMap, buf: &mut impl
             buf.put_slice(CRLF);
         }
     } else {
+        // Seawall: in the header's style (`Undecided` and `NotKept`: titled, as before).
+        let style = key_map.style();
         for (header, value) in value_map {
-            let titled_header =
-                case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
-            buf.put_slice(titled_header.as_bytes());
+            style.put(header, buf);
             buf.put_slice(HEADER_KV_DELIMITER);
             buf.put_slice(value.as_ref());
             buf.put_slice(CRLF);
@@ -1096,15 +1194,16 @@ fn header_to_h1_wire(key_map: Option<&CaseMap>, value_map: &HMap, buf: &mut impl
     }
 }
 
-// Seawall: the names are returned by value, as a canonical name has no stored one.
+// Seawall: the names are returned by value, as a name written in the header's style has no
+// stored one.
 #[inline]
 fn case_header_iter<'a>(
     name_map: &'a HeaderCase,
     value_map: &'a HMap,
 ) -> impl Iterator<Item = (CaseHeaderName, &'a HeaderValue)> + 'a {
-    let (stored, canonical) = match name_map {
+    let (stored, uniform) = match name_map {
         HeaderCase::NotKept => (None, None),
-        HeaderCase::Canonical => (None, Some(value_map)),
+        HeaderCase::Uniform(style) => (None, Some((*style, value_map))),
         HeaderCase::Map(map) => (Some(map), None),
     };
     let stored = stored.into_iter().flat_map(move |name_map| {
@@ -1117,12 +1216,12 @@ fn case_header_iter<'a>(
                 (name.clone(), value)
             })
     });
-    let canonical = canonical.into_iter().flat_map(|value_map| {
+    let uniform = uniform.into_iter().flat_map(|(style, value_map)| {
         value_map
             .iter()
-            .map(|(name, value)| (case_header_name::titled_header_name(name.clone()), value))
+            .map(move |(name, value)| (style.name(name), value))
     });
-    stored.chain(canonical)
+    stored.chain(uniform)
 }
 
 #[cfg(test)]
@@ -1137,30 +1236,61 @@ mod tests {
     }
 
     #[test]
-    fn names_in_their_usual_case_need_no_case_map() {
+    fn names_in_one_style_need_no_case_map() {
+        // Title case (curl, nginx, Go): a HeaderName added is written in title case too.
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        for (name, value) in [("Host", "a"), ("User-Agent", "curl"), ("Accept", "*/*")] {
+        for (name, value) in [("Host", "a"), ("User-Agent", "curl"), ("X-Forwarded-For", "b")] {
             req.append_header(bytes::Bytes::copy_from_slice(name.as_bytes()), value)
                 .unwrap();
         }
         req.insert_header(HeaderName::from_static("x-request-id"), "1")
             .unwrap();
-        req.insert_header(http::header::CONTENT_SECURITY_POLICY, "x")
-            .unwrap();
-        assert!(matches!(req.header_name_map, HeaderCase::Canonical));
+        req.insert_header(http::header::ETAG, "2").unwrap();
+        assert!(matches!(
+            req.header_name_map,
+            HeaderCase::Uniform(Style::TitleCase)
+        ));
         assert!(req.has_case());
         let clone = req.clone();
-        assert!(matches!(clone.header_name_map, HeaderCase::Canonical));
-        assert_eq!(
-            wire(&clone),
-            "Host: a\r\nUser-Agent: curl\r\nAccept: */*\r\nx-request-id: 1\r\n\
-             Content-Security-Policy: x\r\n"
-        );
+        assert!(matches!(
+            clone.header_name_map,
+            HeaderCase::Uniform(Style::TitleCase)
+        ));
+        let expected = "Host: a\r\nUser-Agent: curl\r\nX-Forwarded-For: b\r\n\
+                        X-Request-Id: 1\r\nETag: 2\r\n";
+        assert_eq!(wire(&clone), expected);
+        let names: Vec<_> = req
+            .case_header_iter()
+            .map(|(n, _)| String::from_utf8(n.as_slice().to_vec()).unwrap())
+            .collect();
+        assert_eq!(names, ["Host", "User-Agent", "X-Forwarded-For", "X-Request-Id", "ETag"]);
+
+        // Lowercase (hyper, uvicorn): so is a HeaderName added, even one titled before.
         let mut resp = ResponseHeader::build(200, None).unwrap();
-        resp.append_header("Server", "nginx").unwrap();
-        resp.append_header("ETag", "\"1\"").unwrap();
-        resp.append_header("Last-Modified", "x").unwrap();
-        assert!(matches!(resp.header_name_map, HeaderCase::Canonical));
+        resp.append_header("content-type", "text/html").unwrap();
+        resp.append_header("etag", "\"1\"").unwrap();
+        resp.insert_header(http::header::SERVER, "seawall").unwrap();
+        resp.insert_header(HeaderName::from_static("x-request-id"), "1")
+            .unwrap();
+        assert!(matches!(
+            resp.header_name_map,
+            HeaderCase::Uniform(Style::Lowercase)
+        ));
+        let mut buf = vec![];
+        resp.header_to_h1_wire(&mut buf);
+        assert_eq!(
+            buf,
+            b"content-type: text/html\r\netag: \"1\"\r\nserver: seawall\r\nx-request-id: 1\r\n"
+        );
+
+        // Only HeaderNames: written as before (the titled table, else lowercase).
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header(http::header::SERVER, "seawall").unwrap();
+        resp.insert_header(HeaderName::from_static("x-request-id"), "1")
+            .unwrap();
+        let mut buf = vec![];
+        resp.header_to_h1_wire(&mut buf);
+        assert_eq!(buf, b"Server: seawall\r\nx-request-id: 1\r\n");
     }
 
     #[test]
@@ -1168,23 +1298,43 @@ mod tests {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.append_header("Host", "a").unwrap();
         req.append_header("Set-Cookie", "1").unwrap();
-        req.append_header("x-custom", "2").unwrap();
-        assert!(matches!(req.header_name_map, HeaderCase::Canonical));
+        req.append_header("X-Custom", "2").unwrap();
+        req.insert_header(HeaderName::from_static("x-request-id"), "0")
+            .unwrap();
+        assert!(matches!(
+            req.header_name_map,
+            HeaderCase::Uniform(Style::TitleCase)
+        ));
         req.append_header("set-COOKIE", "3").unwrap();
         assert!(matches!(req.header_name_map, HeaderCase::Map(_)));
-        req.append_header("X-Custom", "4").unwrap();
+        req.append_header("x-custom", "4").unwrap();
         req.insert_header("hOST", "b").unwrap();
+        // Once the map exists, a HeaderName is written as before.
+        req.insert_header(HeaderName::from_static("x-real-ip"), "5")
+            .unwrap();
         assert_eq!(
             wire(&req),
-            "hOST: b\r\nSet-Cookie: 1\r\nset-COOKIE: 3\r\nx-custom: 2\r\nX-Custom: 4\r\n"
+            "hOST: b\r\nSet-Cookie: 1\r\nset-COOKIE: 3\r\nX-Custom: 2\r\nx-custom: 4\r\n\
+             X-Request-Id: 0\r\nx-real-ip: 5\r\n"
         );
         let names: Vec<_> = req
             .case_header_iter()
             .map(|(n, _)| String::from_utf8(n.as_slice().to_vec()).unwrap())
             .collect();
-        assert_eq!(names, ["hOST", "Set-Cookie", "set-COOKIE", "x-custom", "X-Custom"]);
+        assert_eq!(
+            names,
+            ["hOST", "Set-Cookie", "set-COOKIE", "X-Custom", "x-custom", "X-Request-Id", "x-real-ip"]
+        );
         req.remove_header("set-cookie");
-        assert_eq!(wire(&req), "hOST: b\r\nx-custom: 2\r\nX-Custom: 4\r\n");
+        assert_eq!(
+            wire(&req),
+            "hOST: b\r\nx-real-ip: 5\r\nX-Custom: 2\r\nx-custom: 4\r\nX-Request-Id: 0\r\n"
+        );
+        // A first name in neither style makes the map at once.
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("X-cUSTOM", "1").unwrap();
+        assert!(matches!(req.header_name_map, HeaderCase::Map(_)));
+        assert_eq!(wire(&req), "X-cUSTOM: 1\r\n");
     }
 
     /// The lazily made map writes exactly what a map kept from the start writes, over a long
