@@ -41,6 +41,15 @@ impl<'b> JsonObject<'b> {
     }
 
     fn string(&mut self, v: &str) {
+        // Nearly every value (a path, a host, a user agent) needs no escape: copied in one go,
+        // about half of what `serde_json`'s escaper costs for it (callgrind, issue 16).
+        if v.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.buf.reserve(v.len() + 2);
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(v.as_bytes());
+            self.buf.push(b'"');
+            return;
+        }
         // Writing to a Vec cannot fail, and a &str is always valid JSON once escaped.
         let _ = serde_json::to_writer(&mut *self.buf, v);
     }
@@ -244,6 +253,28 @@ mod tests {
         let mut empty = Vec::new();
         JsonObject::new(&mut empty).end();
         assert_eq!(empty, b"{}");
+    }
+
+    #[test]
+    fn strings_are_written_byte_for_byte_as_serde_json_writes_them() {
+        for v in [
+            "",
+            "/plain/path?q=1",
+            "é ü 💡",
+            "\u{7f}",
+            "\u{1f}",
+            "\u{0}",
+            "a\\b",
+            "\"",
+            "x\ny",
+        ] {
+            let mut buf = Vec::new();
+            let mut o = JsonObject::new(&mut buf);
+            o.str("k", v);
+            o.end();
+            let want = format!("{{\"k\":{}}}", serde_json::to_string(v).unwrap());
+            assert_eq!(String::from_utf8(buf).unwrap(), want, "{v:?}");
+        }
     }
 
     #[test]
