@@ -1,6 +1,7 @@
 //! Seawall's patches to the HTTP/1 server session, over a real loopback TCP connection:
 //! the header timeout, the keep-alive timeout kept past a request, the configurable header
-//! bound (431), and strict request lines.
+//! bound (431), and strict request lines; and to the reuse of pooled upstream connections
+//! (`mod reuse`: the digest's cached peer address instead of a getpeername() per reuse).
 
 use std::time::{Duration, Instant};
 
@@ -130,4 +131,191 @@ async fn a_raw_space_in_the_target_is_refused_when_asked() {
         .unwrap();
     assert!(session.read_request().await.unwrap());
     assert_eq!(session.req_header().uri.path(), "/a%20b");
+}
+
+// Reuse of pooled upstream connections: the peer address cached in the stream's SocketDigest
+// decides, not a getpeername() system call on every reuse.
+
+#[cfg(unix)]
+mod reuse {
+    use std::net::SocketAddr as Inet;
+    use std::os::unix::io::AsRawFd;
+    use std::sync::Arc;
+
+    use pingora_core::connectors::TransportConnector;
+    use pingora_core::protocols::l4::socket::SocketAddr;
+    use pingora_core::protocols::l4::stream::Stream as L4;
+    use pingora_core::protocols::{GetSocketDigest, SocketDigest, Stream};
+    use pingora_core::upstreams::peer::{BasicPeer, HttpPeer, Peer};
+    use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+    use tokio::task::JoinHandle;
+
+    /// A loopback listener that accepts and holds every connection (an idle upstream).
+    async fn upstream() -> (Inet, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                held.push(listener.accept().await.unwrap().0);
+            }
+        });
+        (addr, task)
+    }
+
+    fn peer(addr: Inet) -> BasicPeer {
+        BasicPeer::new(&addr.to_string())
+    }
+
+    /// A connection to `to` whose digest caches `cached` as its peer (`None`: left for a
+    /// lazy getpeername), or with no digest at all (`digest` false).
+    async fn stream_to(
+        to: Inet,
+        cached: Option<SocketAddr>,
+        digest: bool,
+    ) -> (Stream, Option<Arc<SocketDigest>>) {
+        let tcp = TcpStream::connect(to).await.unwrap();
+        let fd = tcp.as_raw_fd();
+        let mut l4: L4 = tcp.into();
+        if digest {
+            let d = SocketDigest::from_raw_fd(fd);
+            if let Some(addr) = cached {
+                d.peer_addr.set(Some(addr)).unwrap();
+            }
+            l4.set_socket_digest(d);
+        }
+        let d = l4.get_socket_digest();
+        (Box::new(l4), d)
+    }
+
+    /// Pool `stream` under `peer`'s reuse hash, then ask the pool for a stream to `peer`.
+    async fn pool_and_reuse<P: Peer + Send + Sync>(
+        connector: &TransportConnector,
+        stream: Stream,
+        peer: &P,
+    ) -> Option<Stream> {
+        connector.release_stream(stream, peer.reuse_hash(), None);
+        connector.reused_stream(peer).await
+    }
+
+    #[tokio::test]
+    async fn a_pooled_stream_is_reused_for_its_peer() {
+        let (addr, up) = upstream().await;
+        let peer = peer(addr);
+        let connector = TransportConnector::new(None);
+        let stream = connector.new_stream(&peer).await.unwrap();
+        // Filled at connect, from the address connected to: reuse needs no getpeername at all.
+        let digest = stream.get_socket_digest().unwrap();
+        assert_eq!(digest.peer_addr.get(), Some(&Some(SocketAddr::Inet(addr))));
+        let stream = pool_and_reuse(&connector, stream, &peer)
+            .await
+            .expect("first reuse");
+        pool_and_reuse(&connector, stream, &peer)
+            .await
+            .expect("second reuse");
+        up.abort();
+    }
+
+    #[tokio::test]
+    async fn a_pooled_stream_to_another_address_is_refused() {
+        // Two peers whose reuse hashes collide: the address check is what refuses the stream.
+        let (addr, up) = upstream().await;
+        let (other, other_up) = upstream().await;
+        let connector = TransportConnector::new(None);
+        let stream = connector.new_stream(&peer(addr)).await.unwrap();
+        connector.release_stream(stream, peer(other).reuse_hash(), None);
+        assert!(connector.reused_stream(&peer(other)).await.is_none());
+        up.abort();
+        other_up.abort();
+    }
+
+    #[tokio::test]
+    async fn the_cached_peer_address_decides_not_getpeername() {
+        let (addr, up) = upstream().await;
+        let (other, other_up) = upstream().await;
+        let connector = TransportConnector::new(None);
+        // Connected to `addr`, but the digest says `other`: refused for `addr` (unpatched, the
+        // kernel's answer, `addr`, accepted it)...
+        let (stream, _) = stream_to(addr, Some(SocketAddr::Inet(other)), true).await;
+        assert!(pool_and_reuse(&connector, stream, &peer(addr))
+            .await
+            .is_none());
+        // ... and taken for `other`: the kernel was not asked (unpatched: refused).
+        let (stream, _) = stream_to(addr, Some(SocketAddr::Inet(other)), true).await;
+        assert!(pool_and_reuse(&connector, stream, &peer(other))
+            .await
+            .is_some());
+        up.abort();
+        other_up.abort();
+    }
+
+    #[tokio::test]
+    async fn an_empty_digest_asks_the_kernel_once_and_keeps_the_answer() {
+        let (addr, up) = upstream().await;
+        let connector = TransportConnector::new(None);
+        let (stream, digest) = stream_to(addr, None, true).await;
+        let digest = digest.unwrap();
+        assert!(digest.peer_addr.get().is_none());
+        let stream = pool_and_reuse(&connector, stream, &peer(addr))
+            .await
+            .expect("reused");
+        // One getpeername, cached for every later reuse of this connection.
+        assert_eq!(digest.peer_addr.get(), Some(&Some(SocketAddr::Inet(addr))));
+        pool_and_reuse(&connector, stream, &peer(addr))
+            .await
+            .expect("reused again");
+        up.abort();
+    }
+
+    #[tokio::test]
+    async fn without_a_digest_the_fd_is_checked_as_before() {
+        let (addr, up) = upstream().await;
+        let (other, other_up) = upstream().await;
+        let connector = TransportConnector::new(None);
+        let (stream, _) = stream_to(addr, None, false).await;
+        assert!(pool_and_reuse(&connector, stream, &peer(addr))
+            .await
+            .is_some());
+        let (stream, _) = stream_to(addr, None, false).await;
+        assert!(pool_and_reuse(&connector, stream, &peer(other))
+            .await
+            .is_none());
+        up.abort();
+        other_up.abort();
+    }
+
+    #[tokio::test]
+    async fn a_proxied_http_peer_is_matched_against_its_next_hop() {
+        let path = std::env::temp_dir().join(format!("seawall-reuse-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let up = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                held.push(listener.accept().await.unwrap().0);
+            }
+        });
+        let peer = HttpPeer::new_proxy(
+            path.to_str().unwrap(),
+            "192.0.2.1".parse().unwrap(),
+            80,
+            false,
+            "",
+            Default::default(),
+        );
+        let connector = TransportConnector::new(None);
+        let next_hop =
+            SocketAddr::Unix(std::os::unix::net::SocketAddr::from_pathname(&path).unwrap());
+        for (cached, reused) in [(next_hop, true), (peer.address().clone(), false)] {
+            let uds = UnixStream::connect(&path).await.unwrap();
+            let d = SocketDigest::from_raw_fd(uds.as_raw_fd());
+            d.peer_addr.set(Some(cached.clone())).unwrap();
+            let mut l4: L4 = uds.into();
+            l4.set_socket_digest(d);
+            let got = pool_and_reuse(&connector, Box::new(l4), &peer).await;
+            assert_eq!(got.is_some(), reused, "digest says {cached}");
+        }
+        up.abort();
+        let _ = std::fs::remove_file(&path);
+    }
 }

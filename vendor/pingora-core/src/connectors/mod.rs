@@ -260,9 +260,13 @@ impl TransportConnector {
                         let mut stream = l.into_inner();
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
+                        // Seawall: the peer address cached in the stream's digest, not a
+                        // getpeername() on every reuse (matches_fd without a digest).
                         #[cfg(unix)]
-                        if peer.matches_fd(stream.id())
-                            && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
+                        if peer.matches_socket_digest(
+                            stream.get_socket_digest().as_deref(),
+                            stream.id(),
+                        ) && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
                         {
                             Some(stream)
                         } else {

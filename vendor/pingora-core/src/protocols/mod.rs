@@ -271,6 +271,9 @@ pub mod ext_test {
 #[cfg(unix)]
 pub(crate) trait ConnFdReusable {
     fn check_fd_match<V: AsRawFd>(&self, fd: V) -> bool;
+    // Seawall: the same check against the peer address a connection's `SocketDigest` caches
+    // (set at connect), without a getpeername() system call.
+    fn check_peer_addr_match(&self, peer: &SocketAddr) -> bool;
 }
 
 #[cfg(windows)]
@@ -299,6 +302,16 @@ impl ConnFdReusable for SocketAddr {
                 .as_pathname()
                 .expect("non-pathname unix sockets not supported as peer")
                 .check_fd_match(fd),
+        }
+    }
+
+    fn check_peer_addr_match(&self, peer: &SocketAddr) -> bool {
+        match self {
+            SocketAddr::Inet(addr) => addr.check_peer_addr_match(peer),
+            SocketAddr::Unix(addr) => addr
+                .as_pathname()
+                .expect("non-pathname unix sockets not supported as peer")
+                .check_peer_addr_match(peer),
         }
     }
 }
@@ -338,6 +351,16 @@ impl ConnFdReusable for Path {
             }
         }
     }
+
+    fn check_peer_addr_match(&self, peer: &SocketAddr) -> bool {
+        if peer.as_unix().and_then(|p| p.as_pathname()) == Some(self) {
+            debug!("Unix FD to: {peer} is reusable");
+            true
+        } else {
+            error!("Crit: unix FD mismatch: peer: {peer}, addr: {self:?}");
+            false
+        }
+    }
 }
 
 #[cfg(unix)]
@@ -367,6 +390,21 @@ impl ConnFdReusable for InetSocketAddr {
                 debug!("Idle connection is broken: {e:?}");
                 false
             }
+        }
+    }
+
+    fn check_peer_addr_match(&self, peer: &SocketAddr) -> bool {
+        const ZERO: IpAddr = IpAddr::V4(Ipv4Addr::new(0, 0, 0, 0));
+        if self.ip() == ZERO {
+            // as check_fd_match: 0.0.0.0 may have been mapped to 127.0.0.1
+            return true;
+        }
+        if peer.as_inet() == Some(self) {
+            debug!("Inet FD to: {self} is reusable");
+            true
+        } else {
+            error!("Crit: FD mismatch: addr: {self}, peer: {peer}");
+            false
         }
     }
 }

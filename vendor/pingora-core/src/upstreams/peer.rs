@@ -23,6 +23,8 @@ use crate::protocols::tls::HandshakeCompleteHook;
 use crate::protocols::tls::PskType;
 #[cfg(unix)]
 use crate::protocols::ConnFdReusable;
+#[cfg(unix)]
+use crate::protocols::SocketDigest; // Seawall: for Peer::matches_socket_digest
 use crate::protocols::TcpKeepalive;
 use crate::utils::tls::{get_organization_unit, CertKey};
 use ahash::AHasher;
@@ -259,6 +261,19 @@ pub trait Peer: Display + Clone {
     #[cfg(unix)]
     fn matches_fd<V: AsRawFd>(&self, fd: V) -> bool {
         self.address().check_fd_match(fd)
+    }
+
+    /// Seawall: whether a pooled connection is connected to this peer, judged from the peer
+    /// address cached in its [SocketDigest] (set at connect, or by one getpeername() the first
+    /// time it is asked) rather than by a getpeername() system call on every reuse. Without a
+    /// digest or an address in it: [Peer::matches_fd]. A peer overriding `matches_fd` to
+    /// refuse connections should override this too.
+    #[cfg(unix)]
+    fn matches_socket_digest<V: AsRawFd>(&self, digest: Option<&SocketDigest>, fd: V) -> bool {
+        match digest.and_then(SocketDigest::peer_addr) {
+            Some(peer) => self.address().check_peer_addr_match(peer),
+            None => self.matches_fd(fd),
+        }
     }
 
     #[cfg(windows)]
@@ -852,6 +867,16 @@ impl Peer for HttpPeer {
             proxy.next_hop.check_fd_match(fd)
         } else {
             self.address().check_fd_match(fd)
+        }
+    }
+
+    // Seawall: as `matches_fd`, the proxy's next hop when there is one.
+    #[cfg(unix)]
+    fn matches_socket_digest<V: AsRawFd>(&self, digest: Option<&SocketDigest>, fd: V) -> bool {
+        match (digest.and_then(SocketDigest::peer_addr), self.get_proxy()) {
+            (Some(peer), Some(proxy)) => proxy.next_hop.check_peer_addr_match(peer),
+            (Some(peer), None) => self.address().check_peer_addr_match(peer),
+            (None, _) => self.matches_fd(fd),
         }
     }
 

@@ -192,6 +192,15 @@ ZZ\r\n",
             fn matches_fd<V: AsRawFd>(&self, _fd: V) -> bool {
                 false
             }
+
+            // Seawall: reuse asks this one (the digest's cached peer address) before matches_fd
+            fn matches_socket_digest<V: AsRawFd>(
+                &self,
+                _digest: Option<&crate::protocols::SocketDigest>,
+                _fd: V,
+            ) -> bool {
+                false
+            }
         }
 
         let connector = Connector::new(None);

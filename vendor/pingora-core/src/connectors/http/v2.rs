@@ -420,8 +420,10 @@ impl Connector {
             .filter(|c| !c.is_closed())
             .or_else(|| self.idle_pool.get(&reuse_hash));
         if let Some(conn) = maybe_conn {
+            // Seawall: the peer address cached in the connection's digest, not a getpeername()
+            // on every reuse (matches_fd without a digest).
             #[cfg(unix)]
-            if !peer.matches_fd(conn.id()) {
+            if !peer.matches_socket_digest(conn.digest().socket_digest.as_deref(), conn.id()) {
                 return Ok(None);
             }
             #[cfg(windows)]
@@ -931,6 +933,15 @@ mod tests {
             }
 
             fn matches_fd<V: AsRawFd>(&self, _fd: V) -> bool {
+                false
+            }
+
+            // Seawall: reuse asks this one (the digest's cached peer address) before matches_fd
+            fn matches_socket_digest<V: AsRawFd>(
+                &self,
+                _digest: Option<&crate::protocols::SocketDigest>,
+                _fd: V,
+            ) -> bool {
                 false
             }
         }
