@@ -69,6 +69,17 @@ async fn settle_request_body(session: &mut Session) {
 /// `Content-Length: 5, 5` (or the header twice) goes upstream as one value. Pingora has already
 /// refused a list whose values differ (400); identical ones are allowed by RFC 9110 (8.6) but
 /// an upstream that reads only the first line, or none of a list, would frame the body
+/// Removes every header named in `names` from `up`. One pass over the request's headers, not a
+/// hashed lookup per name: nearly every request carries none of them (issue 16: five removes
+/// were 740 instructions a request).
+fn remove_all(up: &mut RequestHeader, names: &[http::HeaderName]) {
+    if up.headers.keys().any(|k| names.contains(k)) {
+        for name in names {
+            up.remove_header(name);
+        }
+    }
+}
+
 /// differently from us.
 fn single_content_length(up: &mut RequestHeader) -> Result<()> {
     let cl = http::header::CONTENT_LENGTH;
@@ -288,9 +299,7 @@ impl ProxyHttp for Proxy {
         // The other forwarding headers are believed from a trusted proxy only, like
         // X-Forwarded-For: a client must not tell the app which host or scheme it reached.
         if !ctx.client.peer_trusted {
-            for h in UNTRUSTED_FORWARDING {
-                up.remove_header(&h);
-            }
+            remove_all(up, &UNTRUSTED_FORWARDING);
         }
         let mut real_ip = Vec::with_capacity(16);
         crate::client_ip::write_ip(&mut real_ip, ctx.client.ip);
@@ -313,7 +322,7 @@ impl ProxyHttp for Proxy {
         }
         single_content_length(up)?;
         // Only Seawall says which campaign a request belongs to.
-        up.remove_header(&X_SEAWALL_CAMPAIGN);
+        remove_all(up, &[X_SEAWALL_CAMPAIGN]);
         if let Some(c) = &ctx.campaign {
             up.insert_header(X_SEAWALL_CAMPAIGN, c.name.as_ref())?;
         }
