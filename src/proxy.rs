@@ -376,7 +376,7 @@ impl ProxyHttp for Proxy {
             if let Some(n) = nonce {
                 // The body changes length as it is rewritten.
                 resp.remove_header(&http::header::CONTENT_LENGTH);
-                ctx.nonce_rewriter = Some(csp::nonce::NonceRewriter::new(n));
+                ctx.nonce_rewriter = Some(Box::new(csp::nonce::NonceRewriter::new(n)));
             }
         }
         Ok(())
