@@ -264,14 +264,16 @@ pub async fn admit(state: &State, snap: &Snapshot, facts: &Facts<'_>, now: Now) 
         let outcome = match state.fleet() {
             Some(fleet) if bound.iter().any(|b| b.fleet.is_some()) => {
                 let checks = limits::request::keys(&bound, req, client.ip);
-                match crate::fleet::decide_limits(
+                // Boxed: a 1 KiB future that only fleet routes need, out of every request's
+                // `request_filter` future (see `Proxy::request_filter`).
+                match Box::pin(crate::fleet::decide_limits(
                     fleet,
                     &bound,
                     &checks,
                     req,
                     client.ip,
                     now.mono_ms,
-                )
+                ))
                 .await
                 {
                     Ok(d) => limits::request::outcome(
