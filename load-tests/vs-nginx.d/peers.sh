@@ -33,8 +33,10 @@ declare -A PEER_OUT=()
 start_seawall() {
   local name=$1 bin=$2 port=$3 tls_port=$4 admin=$5 d=$W/$1
   shift 5
-  mkdir -p "$d"
-  cat >"$d/seawall.toml" <<EOF
+  # The config in a directory of its own: Seawall watches its config's directory, and an access
+  # log written there wakes the watcher on every write (0.7% of the CPU; operations.md).
+  mkdir -p "$d/conf"
+  cat >"$d/conf/seawall.toml" <<EOF
 [server]
 listen = ["127.0.0.1:$port"]
 admin_listen = "127.0.0.1:$admin"
@@ -46,7 +48,7 @@ upgrade_sock = "$d/upgrade.sock"
 pid_file = "$d/seawall.pid"
 EOF
   if ((tls_port)); then
-    cat >>"$d/seawall.toml" <<EOF
+    cat >>"$d/conf/seawall.toml" <<EOF
 
 [[server.tls]]
 listen = "127.0.0.1:$tls_port"
@@ -54,7 +56,7 @@ cert = "$TLS_CERT"
 key = "$TLS_KEY"
 EOF
   fi
-  cat >>"$d/seawall.toml" <<EOF
+  cat >>"$d/conf/seawall.toml" <<EOF
 
 [upstreams.app]
 servers = ["127.0.0.1:$UP_PORT"]
@@ -71,9 +73,9 @@ upstream = "app"
   burst = 100000
   nodelay = true
 EOF
-  "$bin" check --config "$d/seawall.toml" >"$d/check.log" 2>&1 || { cat "$d/check.log" >&2; return 1; }
+  "$bin" check --config "$d/conf/seawall.toml" >"$d/check.log" 2>&1 || { cat "$d/check.log" >&2; return 1; }
   PEER_OUT[$name]=$d/access.log
-  "$@" "$bin" run --config "$d/seawall.toml" >"$d/access.log" 2>"$d/seawall.log" &
+  "$@" "$bin" run --config "$d/conf/seawall.toml" >"$d/access.log" 2>"$d/seawall.log" &
   LT_PIDS[$name]=$!
 }
 
