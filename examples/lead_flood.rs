@@ -29,7 +29,7 @@ mod chart;
 mod loadgen;
 
 use chart::{Panel, Series, Style};
-use loadgen::{Schedule, summarize};
+use loadgen::{Schedule, Summary, summarize};
 
 #[derive(Parser)]
 struct Cli {
@@ -203,6 +203,16 @@ struct LeadResult {
     status: u16,
     latency_us: u64,
     receipt: Option<String>,
+}
+
+/// Accept latency: the latencies of the leads answered 202.
+fn accept_latency(leads: &[LeadResult]) -> Summary {
+    summarize(
+        leads
+            .iter()
+            .filter(|l| l.status == 202)
+            .map(|l| l.latency_us),
+    )
 }
 
 /// The flood: `count` sign-ups at `rate` from `start`, open loop, each from its own address,
@@ -471,12 +481,7 @@ fn report(
         *by_status.entry(l.status).or_default() += 1;
     }
     let acked: HashSet<&str> = leads.iter().filter_map(|l| l.receipt.as_deref()).collect();
-    let accept = summarize(
-        leads
-            .iter()
-            .filter(|l| l.status == 202)
-            .map(|l| l.latency_us),
-    );
+    let accept = accept_latency(leads);
     println!(
         "leads: {} sent at {} r/s over {:.1} s; answers by status (0 = transport error, 1 = not sent): {:?}; accept latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
         leads.len(),
@@ -758,12 +763,7 @@ fn accept(a: AcceptArgs) -> i32 {
         )
         .join()
         .unwrap_or_default();
-        let s = summarize(
-            leads
-                .iter()
-                .filter(|l| l.status == 202)
-                .map(|l| l.latency_us),
-        );
+        let s = accept_latency(&leads);
         println!(
             "tagged POST leads open loop at {} r/s for {} s, {when}: {} of {} answered 202; accept latency p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.2} ms",
             a.rate,
