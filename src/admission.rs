@@ -264,7 +264,7 @@ pub async fn admit(state: &State, snap: &Snapshot, facts: &Facts<'_>, now: Now) 
         let outcome = match state.fleet() {
             Some(fleet) if bound.iter().any(|b| b.fleet.is_some()) => {
                 let checks = limits::request::keys(&bound, req, client.ip);
-                // Boxed: a 1 KiB future that only fleet routes need, out of every request's
+                // Boxed: a 1 KiB future (debug build) that only fleet routes need, out of every request's
                 // `request_filter` future (see `Proxy::request_filter`).
                 match Box::pin(crate::fleet::decide_limits(
                     fleet,
