@@ -1,7 +1,8 @@
 //! Seawall's patches to the HTTP/1 server session, over a real loopback TCP connection:
 //! the header timeout, the keep-alive timeout kept past a request, the configurable header
 //! bound (431), and strict request lines; and to the reuse of pooled upstream connections
-//! (`mod reuse`: the digest's cached peer address instead of a getpeername() per reuse).
+//! (`mod reuse`: the digest's cached peer address instead of a getpeername() per reuse); and the
+//! HTTP/1 keep-alive loop awaiting each request's future in place (`mod in_place`).
 
 use std::time::{Duration, Instant};
 
@@ -317,5 +318,142 @@ mod reuse {
         }
         up.abort();
         let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// `ServerApp::process_new`'s keep-alive loop serves each request through
+/// `HttpServerApp::process_new_http_in_place`: an app's unboxed override when it has one, its
+/// boxed `process_new_http` otherwise.
+mod in_place {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
+    use pingora_core::protocols::http::ServerSession;
+    use pingora_core::protocols::l4::stream::Stream as L4;
+    use pingora_core::server::ShutdownWatch;
+    use pingora_http::ResponseHeader;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Answer one request `200 ok`, and hand the connection back for the next.
+    async fn answer(mut session: ServerSession) -> Option<ReusedHttpStream> {
+        if !session.read_request().await.ok()? {
+            return None;
+        }
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("Content-Length", "2").unwrap();
+        session.write_response_header(Box::new(resp)).await.ok()?;
+        session
+            .write_response_body(Bytes::from_static(b"ok"), true)
+            .await
+            .ok()?;
+        let settings = HttpPersistentSettings::for_session(&session);
+        let reusable = session.finish().await.ok()??;
+        Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
+    }
+
+    #[derive(Default)]
+    struct Calls {
+        boxed: AtomicUsize,
+        in_place: AtomicUsize,
+    }
+
+    /// An app with only the boxed `process_new_http` (the default `_in_place`).
+    #[derive(Default)]
+    struct Boxed(Calls);
+
+    #[async_trait]
+    impl HttpServerApp for Boxed {
+        async fn process_new_http(
+            self: &Arc<Self>,
+            session: ServerSession,
+            _shutdown: &ShutdownWatch,
+        ) -> Option<ReusedHttpStream> {
+            self.0.boxed.fetch_add(1, Ordering::SeqCst);
+            answer(session).await
+        }
+    }
+
+    /// An app that hands out its request future unboxed, as pingora-proxy's `HttpProxy` does.
+    #[derive(Default)]
+    struct InPlace(Calls);
+
+    #[async_trait]
+    impl HttpServerApp for InPlace {
+        async fn process_new_http(
+            self: &Arc<Self>,
+            session: ServerSession,
+            _shutdown: &ShutdownWatch,
+        ) -> Option<ReusedHttpStream> {
+            self.0.boxed.fetch_add(1, Ordering::SeqCst);
+            answer(session).await
+        }
+
+        fn process_new_http_in_place<'a>(
+            self: &'a Arc<Self>,
+            session: ServerSession,
+            _shutdown: &'a ShutdownWatch,
+        ) -> impl Future<Output = Option<ReusedHttpStream>> + Send + 'a
+        where
+            Self: Sync + 'a,
+        {
+            self.0.in_place.fetch_add(1, Ordering::SeqCst);
+            answer(session)
+        }
+    }
+
+    /// Serve one connection with `app` through `ServerApp::process_new` while a client sends
+    /// three keep-alive requests on it, each answered before the next is sent.
+    async fn three_requests_on_one_connection<A>(app: Arc<A>) -> Arc<A>
+    where
+        A: HttpServerApp + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let mut client = client.unwrap();
+        let stream: L4 = accepted.unwrap().0.into();
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        let server = {
+            let app = app.clone();
+            tokio::spawn(async move { app.process_new(Box::new(stream), &shutdown).await })
+        };
+        for i in 0..3 {
+            client
+                .write_all(format!("GET /{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            while !got.ends_with(b"\r\n\r\nok") {
+                let mut buf = [0u8; 512];
+                let n = client.read(&mut buf).await.unwrap();
+                assert!(n > 0, "connection closed after {i} answers: {got:?}");
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert!(got.starts_with(b"HTTP/1.1 200"), "{got:?}");
+        }
+        drop(client);
+        // The client's close ends the loop: the connection is not handed back.
+        assert!(server.await.unwrap().is_none());
+        app
+    }
+
+    #[tokio::test]
+    async fn an_app_with_an_in_place_future_serves_every_request_through_it() {
+        let app = three_requests_on_one_connection(Arc::new(InPlace::default())).await;
+        // Three answered, plus the read that found the connection closed.
+        assert_eq!(app.0.in_place.load(Ordering::SeqCst), 4);
+        assert_eq!(app.0.boxed.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn an_app_without_one_is_served_through_process_new_http() {
+        let app = three_requests_on_one_connection(Arc::new(Boxed::default())).await;
+        assert_eq!(app.0.boxed.load(Ordering::SeqCst), 4);
+        assert_eq!(app.0.in_place.load(Ordering::SeqCst), 0);
     }
 }

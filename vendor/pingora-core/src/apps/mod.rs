@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use bytes::BytesMut;
 use log::{debug, error};
 use std::any::Any;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -258,6 +259,23 @@ pub trait HttpServerApp {
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream>;
 
+    /// Seawall: the same as [`Self::process_new_http`], as a future the HTTP/1 keep-alive loop
+    /// awaits in place. `process_new_http`'s future is boxed (it is an `async_trait` method), and
+    /// a proxy's is several kilobytes, built and copied into a new allocation for every request
+    /// of a connection. An app that overrides this with its unboxed future (the default boxes
+    /// `process_new_http`'s) has it held inside the connection's future instead: one allocation
+    /// per connection, not per request.
+    fn process_new_http_in_place<'a>(
+        self: &'a Arc<Self>,
+        session: ServerSession,
+        shutdown: &'a ShutdownWatch,
+    ) -> impl Future<Output = Option<ReusedHttpStream>> + Send + 'a
+    where
+        Self: Sync + 'a,
+    {
+        self.process_new_http(session, shutdown)
+    }
+
     /// Provide options on how HTTP/2 connection should be established. This function will be called
     /// every time a new HTTP/2 **connection** needs to be established.
     ///
@@ -394,7 +412,8 @@ where
                 opts.apply_h1(&mut session);
             }
 
-            let mut result = self.process_new_http(session, shutdown).await;
+            // Seawall: each request's future held in this one (`process_new_http_in_place`).
+            let mut result = self.process_new_http_in_place(session, shutdown).await;
             while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
                 let mut session = ServerSession::new_http1(stream);
                 if let Some(persistent_settings) = persistent_settings {
@@ -404,7 +423,7 @@ where
                     opts.apply_h1(&mut session);
                 }
 
-                result = self.process_new_http(session, shutdown).await;
+                result = self.process_new_http_in_place(session, shutdown).await;
             }
         }
         None
