@@ -66,9 +66,6 @@ async fn settle_request_body(session: &mut Session) {
     }
 }
 
-/// `Content-Length: 5, 5` (or the header twice) goes upstream as one value. Pingora has already
-/// refused a list whose values differ (400); identical ones are allowed by RFC 9110 (8.6) but
-/// an upstream that reads only the first line, or none of a list, would frame the body
 /// Removes every header named in `names` from `up`. One pass over the request's headers, not a
 /// hashed lookup per name: nearly every request carries none of them (issue 16: five removes
 /// were 740 instructions a request).
@@ -80,6 +77,9 @@ fn remove_all(up: &mut RequestHeader, names: &[http::HeaderName]) {
     }
 }
 
+/// `Content-Length: 5, 5` (or the header twice) goes upstream as one value. Pingora has already
+/// refused a list whose values differ (400); identical ones are allowed by RFC 9110 (8.6) but
+/// an upstream that reads only the first line, or none of a list, would frame the body
 /// differently from us.
 fn single_content_length(up: &mut RequestHeader) -> Result<()> {
     let cl = http::header::CONTENT_LENGTH;
