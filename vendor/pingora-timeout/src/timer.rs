@@ -127,7 +127,7 @@ thread_local! {
         RefCell::new(RecentSlots {
             manager: u64::MAX,
             next: 0,
-            slots: [None, None, None, None],
+            slots: [const { None }; RECENT_SLOTS],
         })
     };
 }
@@ -299,7 +299,7 @@ impl TimerManager {
             let mut r = r.borrow_mut();
             if r.manager != self.id {
                 r.manager = self.id;
-                r.slots = [None, None, None, None];
+                r.slots = [const { None }; RECENT_SLOTS];
             }
             let entry = (duration, at, stub.clone());
             if let Some(same) = r
